@@ -1,0 +1,40 @@
+"""asgi_ws_close: how did this WebSocket end? Who closed it, with which code and reason, cleanly?
+
+An ASGI middleware, :class:`WebSocketCloseMiddleware`, records the close of every WebSocket
+connection in a :class:`CloseContext` that it puts in the ASGI scope, normalised so that the
+answer is the same under every ASGI server. The package contains no networking code: a
+sans-I/O tracker (``_tracker.py``) turns ASGI messages into a close record, and a thin adapter
+(``_middleware.py``) feeds it.
+
+Everything in the submodules' ``__all__`` is re-exported here as the public API.
+"""
+
+from __future__ import annotations
+
+from ._codes import CLOSE_CODE_EXPLANATIONS, OK_CLOSE_CODES, Close, CloseCode
+from ._context import SCOPE_KEY, current_close_context, get_close_context
+from ._middleware import OnClose, WebSocketCloseMiddleware
+from ._record import CloseContext, CloseRecord
+from ._tracker import CloseTracker, ConnectionState
+from .exceptions import MiddlewareNotInstalled, WebSocketCloseError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CLOSE_CODE_EXPLANATIONS",
+    "OK_CLOSE_CODES",
+    "SCOPE_KEY",
+    "Close",
+    "CloseCode",
+    "CloseContext",
+    "CloseRecord",
+    "CloseTracker",
+    "ConnectionState",
+    "MiddlewareNotInstalled",
+    "OnClose",
+    "WebSocketCloseError",
+    "WebSocketCloseMiddleware",
+    "__version__",
+    "current_close_context",
+    "get_close_context",
+]

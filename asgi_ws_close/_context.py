@@ -1,0 +1,62 @@
+"""The read paths: the scope key, its accessor, and the per-task context variable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from ._record import CloseContext
+from .exceptions import MiddlewareNotInstalled
+
+__all__ = ["SCOPE_KEY", "current_close_context", "get_close_context"]
+
+#: The ASGI scope key under which the middleware stores each connection's CloseContext.
+SCOPE_KEY = "asgi_ws_close"
+
+# Middleware: set for the app's task of each websocket connection, reset with its token.
+_current: ContextVar[CloseContext | None] = ContextVar("asgi_ws_close.current", default=None)
+
+_HOW_TO_ADD = (
+    "add the middleware: app.add_middleware(WebSocketCloseMiddleware) for Starlette/FastAPI, "
+    "Middleware(WebSocketCloseMiddleware) in middleware=[...], or "
+    "app = WebSocketCloseMiddleware(app) for any ASGI app "
+    "(from asgi_ws_close import WebSocketCloseMiddleware)"
+)
+
+
+def get_close_context(conn: Any) -> CloseContext:
+    """Return the :class:`CloseContext` of a WebSocket connection.
+
+    Args:
+        conn: A Starlette/FastAPI ``WebSocket`` (anything with a ``.scope``) or a raw ASGI
+            scope mapping.
+
+    Raises:
+        MiddlewareNotInstalled: (a :exc:`LookupError`) the scope has no context, because
+            :class:`~asgi_ws_close.WebSocketCloseMiddleware` does not wrap the app, or the
+            scope is not a ``websocket`` one.
+    """
+    scope = conn if isinstance(conn, Mapping) else getattr(conn, "scope", None)
+    if not isinstance(scope, Mapping):
+        raise TypeError(
+            f"get_close_context() takes a WebSocket or an ASGI scope, not {type(conn).__name__}"
+        )
+    context = scope.get(SCOPE_KEY)
+    if isinstance(context, CloseContext):
+        return context
+    scope_type = scope.get("type")
+    if scope_type != "websocket":
+        raise MiddlewareNotInstalled(
+            f"No close context in a {scope_type!r} scope: close contexts exist only for "
+            "'websocket' scopes."
+        )
+    raise MiddlewareNotInstalled(
+        f"No close context in this WebSocket scope (scope[{SCOPE_KEY!r}] is missing): "
+        f"{_HOW_TO_ADD}."
+    )
+
+
+def current_close_context() -> CloseContext | None:
+    """Return the context of the WebSocket connection whose task is running, or ``None``."""
+    return _current.get()

@@ -1,0 +1,234 @@
+"""What users read: the live :class:`CloseContext` and its frozen :class:`CloseRecord`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._codes import Close, explain
+from ._tracker import CloseTracker, ConnectionState
+from ._types import Initiator
+
+__all__ = ["CloseContext", "CloseRecord"]
+
+
+def _close_dict(close: Close | None) -> dict[str, Any] | None:
+    if close is None:
+        return None
+    return {"code": int(close.code), "reason": close.reason}
+
+
+def _describe(record: CloseRecord | CloseContext) -> str:
+    state = record.state
+    if state < ConnectionState.CLOSED:
+        return state.name.lower()
+    code = record.code
+    assert code is not None  # ended connections always have a code
+    status = str(Close(code, record.reason))
+    who = record.initiator or "nobody"
+    if state is ConnectionState.REJECTED:
+        return f"rejected by the app (HTTP {record.http_status}); close code {status}"
+    return f"closed by {who}: {status}, {'clean' if record.clean else 'not clean'}"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRecord:
+    """A frozen copy of a :class:`CloseContext`, for logs, hooks and storage.
+
+    The attributes mean what the :class:`CloseContext` properties of the same names mean.
+    """
+
+    state: ConnectionState
+    initiator: Initiator | None
+    code: int | None
+    reason: str
+    clean: bool | None
+    received: Close | None
+    sent: Close | None
+    received_then_sent: bool | None
+    error: BaseException | None
+    http_status: int | None
+    opened_at: float
+    closed_at: float | None
+    duration: float | None
+    messages_received: int
+    messages_sent: int
+
+    def __str__(self) -> str:
+        return _describe(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as a JSON-serialisable dict (plain ints, strs, floats, bools)."""
+        error = self.error
+        return {
+            "state": self.state.name,
+            "initiator": self.initiator,
+            "code": None if self.code is None else int(self.code),
+            "code_explanation": None if self.code is None else explain(self.code),
+            "reason": self.reason,
+            "clean": self.clean,
+            "received": _close_dict(self.received),
+            "sent": _close_dict(self.sent),
+            "received_then_sent": self.received_then_sent,
+            "error": None
+            if error is None
+            else {"type": type(error).__qualname__, "message": str(error)},
+            "http_status": self.http_status,
+            "opened_at": self.opened_at,
+            "closed_at": self.closed_at,
+            "duration": self.duration,
+            "messages_received": self.messages_received,
+            "messages_sent": self.messages_sent,
+        }
+
+
+class CloseContext:
+    """How one WebSocket connection is ending or ended, updated live and read-only.
+
+    One context exists per ``websocket`` scope; :class:`~asgi_ws_close.WebSocketCloseMiddleware`
+    puts it at ``scope[SCOPE_KEY]`` before the app runs. Read it with
+    :func:`~asgi_ws_close.get_close_context` or :func:`~asgi_ws_close.current_close_context`.
+    Its close properties are ``None`` until the connection has ended; take a
+    :meth:`snapshot` to keep a copy that no longer changes.
+
+    It answers the question IIS's ``IWebSocketContext::GetCloseStatus(code, reason)``
+    answers, plus who initiated, the order of the close frames, whether the close was clean
+    (as the browser's ``CloseEvent.wasClean``), handshake rejection, app errors and timing.
+    """
+
+    __slots__ = ("_hooks", "_tracker")
+
+    def __init__(self, tracker: CloseTracker) -> None:
+        self._tracker = tracker
+        # on_close hooks of nested middleware instances that share this context.
+        self._hooks: tuple[Callable[[CloseContext, Any], object], ...] = ()
+
+    @property
+    def state(self) -> ConnectionState:
+        """CONNECTING, OPEN, CLOSING, CLOSED or REJECTED: the reliable "is it open?" check."""
+        return self._tracker.state
+
+    @property
+    def received(self) -> Close | None:
+        """The close status the server reported in ``websocket.disconnect``.
+
+        ``None`` when none was reported as a close: the transport was lost (the code is then
+        1006), the app closed first (servers then report a status of their own making, not
+        the peer's reply), or no disconnect was delivered.
+        """
+        return self._tracker.received
+
+    @property
+    def sent(self) -> Close | None:
+        """The close the app sent with ``websocket.close`` (ASGI defaults: 1000 and ``""``)."""
+        return self._tracker.sent
+
+    @property
+    def received_then_sent(self) -> bool | None:
+        """The order of the close frames, as in ``websockets``' ``ConnectionClosed``.
+
+        ``True`` when the close came from the other side first (the client, or the server
+        on its own) and the server answered it, ``False`` when the app's close went first,
+        ``None`` when no close frame was exchanged.
+        """
+        return self._tracker.received_then_sent
+
+    @property
+    def initiator(self) -> Initiator | None:
+        """Who started the end: ``"client"``, ``"app"``, ``"server"``, or ``None``.
+
+        ``"server"`` means the ASGI server closed on its own (shutdown 1012, a protocol error
+        it detected, a cancelled app task); ``None`` means the transport was lost and nobody
+        sent a close frame. ``"app"`` covers the app closing, rejecting, returning or raising.
+        """
+        return self._tracker.initiator
+
+    @property
+    def code(self) -> int | None:
+        """The connection's close code, as ``GetCloseStatus`` gives it; ``None`` while open.
+
+        The code of the close that ended the connection (the app's when it initiated, else
+        the one received), or 1006 when it ended abnormally, without a close frame.
+        """
+        return self._tracker.code
+
+    @property
+    def reason(self) -> str:
+        """The close reason that goes with :attr:`code`; ``""`` while open or if none."""
+        return self._tracker.reason
+
+    @property
+    def clean(self) -> bool | None:
+        """Whether it closed cleanly, like ``CloseEvent.wasClean``; ``None`` while open.
+
+        False for a lost transport, a rejected handshake, an app that raised or ended
+        without closing, and a close the server failed to send.
+        """
+        return self._tracker.clean
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that escaped the app (the middleware re-raises it unchanged)."""
+        return self._tracker.error
+
+    @property
+    def http_status(self) -> int | None:
+        """For a rejected handshake: 403 for close-before-accept, or the denial status."""
+        return self._tracker.http_status
+
+    @property
+    def opened_at(self) -> float:
+        """Wall-clock time (``time.time()``) when the connection reached the middleware."""
+        return self._tracker.opened_at
+
+    @property
+    def closed_at(self) -> float | None:
+        """Wall-clock time (``time.time()``) when it ended; ``None`` until then."""
+        return self._tracker.closed_at
+
+    @property
+    def duration(self) -> float | None:
+        """Monotonic seconds from :attr:`opened_at` to the end; ``None`` until closed."""
+        return self._tracker.duration
+
+    @property
+    def messages_received(self) -> int:
+        """How many ``websocket.receive`` messages the app received."""
+        return self._tracker.messages_received
+
+    @property
+    def messages_sent(self) -> int:
+        """How many ``websocket.send`` messages the app handed to the server."""
+        return self._tracker.messages_sent
+
+    def snapshot(self) -> CloseRecord:
+        """Return a frozen copy of the context as it is now."""
+        t = self._tracker
+        return CloseRecord(
+            state=t.state,
+            initiator=t.initiator,
+            code=t.code,
+            reason=t.reason,
+            clean=t.clean,
+            received=t.received,
+            sent=t.sent,
+            received_then_sent=t.received_then_sent,
+            error=t.error,
+            http_status=t.http_status,
+            opened_at=t.opened_at,
+            closed_at=t.closed_at,
+            duration=t.duration,
+            messages_received=t.messages_received,
+            messages_sent=t.messages_sent,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return :meth:`snapshot` as a JSON-serialisable dict."""
+        return self.snapshot().to_dict()
+
+    def __str__(self) -> str:
+        return _describe(self)
+
+    def __repr__(self) -> str:
+        return f"<CloseContext {_describe(self)}>"

@@ -1,0 +1,372 @@
+"""Sans-I/O tracking of how one WebSocket connection ends.
+
+Rule 1: every state transition lives in this file. The ASGI adapter (_middleware.py) and the
+integrations only feed events in and read results out.
+
+Rule 2: this file does no I/O. No awaits, no logging, no clock of its own (clocks are
+injected), no knowledge of tasks or event loops. It takes ASGI message dicts, exactly as they
+travel between server and app, so it can be driven by hand in tests.
+
+Rule 3: nothing here raises because of what a peer or a server sent. ASGI messages are
+read leniently: a missing ``code`` or a ``code`` of ``None`` means no status (1005), a
+missing or ``None`` ``reason`` means ``""``, IntEnum codes become plain ints, and anything
+unexpected is ignored rather than trusted.
+
+How a connection ends is recorded websockets-style, in both directions: ``received`` (the
+close status the server reported in ``websocket.disconnect``), ``sent`` (the close the app
+sent in ``websocket.close``) and ``received_then_sent`` (their order), plus ``initiator``,
+which ASGI itself never reports and which this tracker infers from the order of events.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._codes import Close, CloseCode, as_close_code
+from ._signatures import is_server_generated
+from ._types import Initiator
+
+__all__ = ["CloseTracker", "ConnectionState"]
+
+
+class ConnectionState(enum.IntEnum):
+    """Where a WebSocket connection is in its life, as the app sees it."""
+
+    #: The handshake is in progress: the app has not accepted or rejected it yet.
+    CONNECTING = 0
+    #: The app accepted the connection.
+    OPEN = 1
+    #: The app sent ``websocket.close``; the end of the connection is not confirmed yet.
+    CLOSING = 2
+    #: The connection ended after it was accepted (or the client left during the handshake).
+    CLOSED = 3
+    #: The app refused the handshake: ``websocket.close`` before accept, a denial response,
+    #: or returning/raising before accept. The client got an HTTP response, not a WebSocket.
+    REJECTED = 4
+
+
+CONNECTING = ConnectionState.CONNECTING
+OPEN = ConnectionState.OPEN
+CLOSING = ConnectionState.CLOSING
+CLOSED = ConnectionState.CLOSED
+REJECTED = ConnectionState.REJECTED
+
+
+class _Event(enum.Enum):
+    ACCEPT = "accept"  # app sent websocket.accept
+    CLOSE = "close"  # app sent websocket.close
+    DENIAL = "denial"  # app sent websocket.http.response.start
+    DISCONNECT = "disconnect"  # app received websocket.disconnect
+    APP_EXIT = "app exit"  # the app returned or raised
+    CANCEL = "cancel"  # the app's task was cancelled (by the server)
+
+
+# The whole state machine: from-state -> event -> to-state. An event missing here does not
+# change the state (e.g. a second websocket.close, or anything after the end).
+TRANSITIONS: dict[ConnectionState, dict[_Event, ConnectionState]] = {
+    CONNECTING: {
+        _Event.ACCEPT: OPEN,
+        # ASGI spec: close before accept -> "HTTP 403 error code (Forbidden)".
+        _Event.CLOSE: REJECTED,
+        _Event.DENIAL: REJECTED,
+        # The client went away before the app answered the handshake.
+        _Event.DISCONNECT: CLOSED,
+        # Servers answer an app that returns or raises before accept with HTTP 500.
+        _Event.APP_EXIT: REJECTED,
+        _Event.CANCEL: CLOSED,
+    },
+    OPEN: {
+        _Event.CLOSE: CLOSING,
+        _Event.DISCONNECT: CLOSED,
+        _Event.APP_EXIT: CLOSED,
+        _Event.CANCEL: CLOSED,
+    },
+    CLOSING: {
+        _Event.DISCONNECT: CLOSED,
+        _Event.APP_EXIT: CLOSED,
+        _Event.CANCEL: CLOSED,
+    },
+    CLOSED: {},
+    REJECTED: {},
+}
+
+# The HTTP status servers send for each way of rejecting (ASGI spec; measured on uvicorn,
+# hypercorn, daphne and granian in ../shared/facts/servers.md).
+_HTTP_FORBIDDEN = 403
+_HTTP_INTERNAL_SERVER_ERROR = 500
+
+
+def _code_of(message: Mapping[str, Any], default: int = CloseCode.NO_STATUS_RCVD) -> int:
+    # 7.1.5: no status code in the close frame -> 1005. Daphne sends code=None for that.
+    code = message.get("code")
+    if code is None:
+        return default
+    try:
+        return as_close_code(int(code))
+    except (TypeError, ValueError, OverflowError):
+        return default
+
+
+def _reason_of(message: Mapping[str, Any]) -> str:
+    reason = message.get("reason")
+    if reason is None:
+        return ""
+    if isinstance(reason, str):
+        return reason
+    if isinstance(reason, (bytes, bytearray)):
+        return bytes(reason).decode("utf-8", "replace")
+    return str(reason)
+
+
+def _lost_transport(message: Mapping[str, Any], code: int) -> bool:
+    """Tell whether a disconnect means "transport lost, no close frame" rather than a close."""
+    # 7.1.5: 1006 is never sent on the wire; a server reports it when no close frame came.
+    if code == CloseCode.ABNORMAL_CLOSURE:
+        return True
+    # uvicorn's websockets-sansio and wsproto report a lost transport as 1005 with *no*
+    # reason key, while a real empty close frame comes with reason="" (servers.md, C2/C4).
+    # daphne reports an empty close frame as code=None, also without a reason key.
+    return (
+        code == CloseCode.NO_STATUS_RCVD
+        and "reason" not in message
+        and message.get("code", CloseCode.NO_STATUS_RCVD) is not None
+    )
+
+
+class CloseTracker:
+    """The close-tracking state machine of one WebSocket connection.
+
+    Feed it every ASGI message the app receives (:meth:`receive`) and sends (:meth:`send`),
+    then tell it how the app ended (:meth:`app_exited` or :meth:`app_cancelled`). It keeps
+    the facts; :class:`~asgi_ws_close.CloseContext` is the read-only view users get.
+
+    Args:
+        clock: Monotonic clock, for :attr:`duration`.
+        wall_clock: Wall clock, for :attr:`opened_at` and :attr:`closed_at`.
+    """
+
+    __slots__ = (
+        "_clean",
+        "_clock",
+        "_ended",
+        "_started",
+        "_wall_clock",
+        "abnormal",
+        "closed_at",
+        "error",
+        "finished",
+        "http_status",
+        "initiator",
+        "messages_received",
+        "messages_sent",
+        "opened_at",
+        "received",
+        "received_then_sent",
+        "sent",
+        "state",
+    )
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.state: ConnectionState = CONNECTING
+        #: Who started the end: "client", "app", "server", or None (transport lost).
+        self.initiator: Initiator | None = None
+        #: The close status the server reported in ``websocket.disconnect``.
+        self.received: Close | None = None
+        #: The close the app sent in ``websocket.close``.
+        self.sent: Close | None = None
+        #: True if the peer's (or server's) close came first, False if the app's did.
+        self.received_then_sent: bool | None = None
+        #: The connection ended without any close frame: its close code is 1006.
+        self.abnormal = False
+        self._clean = True
+        self.error: BaseException | None = None
+        self.http_status: int | None = None
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.opened_at: float = wall_clock()
+        self.closed_at: float | None = None
+        self._started: float = clock()
+        self._ended: float | None = None
+        #: The app has returned, raised or been cancelled.
+        self.finished = False
+
+    # Public methods for feeding events.
+
+    def receive(self, message: Mapping[str, Any]) -> None:
+        """Record a message that the server delivered to the app through ``receive()``."""
+        kind = message.get("type")
+        if kind == "websocket.receive":
+            self.messages_received += 1
+        elif kind == "websocket.disconnect":
+            self._disconnect(message)
+        # websocket.connect changes nothing; unknown types are not ours to judge.
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        """Record a message that the app hands to the server's ``send()``, before it goes."""
+        kind = message.get("type")
+        if kind == "websocket.send":
+            self.messages_sent += 1
+        elif kind == "websocket.accept":
+            self._transition(_Event.ACCEPT)
+        elif kind == "websocket.close":
+            self._app_close(message)
+        elif kind == "websocket.http.response.start":
+            if self._transition(_Event.DENIAL):
+                self.initiator = "app"
+                status = message.get("status")
+                self.http_status = status if isinstance(status, int) else None
+                self.abnormal = True
+                self._clean = False
+
+    def send_failed(self, message: Mapping[str, Any]) -> None:
+        """Record that the server's ``send()`` raised for ``message``."""
+        if message.get("type") == "websocket.close" and self.state is CLOSING:
+            # The server refused the close (e.g. an invalid code under websockets): it drops
+            # the connection without a close frame.
+            self.abnormal = True
+            self._clean = False
+
+    def app_exited(self, error: BaseException | None = None) -> None:
+        """Record that the app returned (``error=None``) or raised ``error``."""
+        if self.finished:
+            return
+        self.finished = True
+        if error is not None:
+            self.error = error
+            self._clean = False
+        state = self.state
+        if self._transition(_Event.APP_EXIT):
+            self.initiator = "app"
+            if state is CONNECTING:
+                self.http_status = _HTTP_INTERNAL_SERVER_ERROR
+                self.abnormal = True
+                self._clean = False
+            elif state is OPEN:
+                # The app ended without closing: servers close the transport, and uvicorn
+                # does so without a close frame.
+                self.abnormal = True
+                self._clean = False
+
+    def app_cancelled(self) -> None:
+        """Record that the app's task was cancelled, as servers do at shutdown."""
+        if self.finished:
+            return
+        self.finished = True
+        state = self.state
+        if self._transition(_Event.CANCEL) and state is not CLOSING:
+            self.initiator = "server"
+            self.abnormal = True
+            self._clean = False
+
+    # Derived, read-only facts.
+
+    @property
+    def ended(self) -> bool:
+        """Whether the connection has ended (CLOSED or REJECTED)."""
+        return self.state >= CLOSED
+
+    @property
+    def code(self) -> int | None:
+        """The close code of the connection; 1006 if it ended abnormally; None while open."""
+        if self.state < CLOSED:
+            return None
+        if self.abnormal:
+            return CloseCode.ABNORMAL_CLOSURE
+        close = self.sent if self.initiator == "app" else self.received
+        return CloseCode.ABNORMAL_CLOSURE if close is None else close.code
+
+    @property
+    def reason(self) -> str:
+        """The close reason that goes with :attr:`code`; ``""`` when there is none."""
+        if self.state < CLOSED or self.abnormal:
+            return ""
+        close = self.sent if self.initiator == "app" else self.received
+        return "" if close is None else close.reason
+
+    @property
+    def clean(self) -> bool | None:
+        """Whether the connection ended with a closing handshake and no app error."""
+        if self.state < CLOSED:
+            return None
+        return self._clean
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the start of the connection to its end; None until it ends."""
+        if self._ended is None:
+            return None
+        return self._ended - self._started
+
+    # Private methods.
+
+    def _transition(self, event: _Event) -> bool:
+        new_state = TRANSITIONS[self.state].get(event)
+        if new_state is None:
+            return False
+        self.state = new_state
+        if new_state >= CLOSED:
+            self._ended = self._clock()
+            self.closed_at = self._wall_clock()
+        return True
+
+    def _app_close(self, message: Mapping[str, Any]) -> None:
+        state = self.state
+        # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
+        code = _code_of(message, default=CloseCode.NORMAL_CLOSURE)
+        close = Close(code, _reason_of(message))
+        if not self._transition(_Event.CLOSE):
+            return
+        self.sent = close
+        self.initiator = "app"
+        if state is CONNECTING:
+            # The client gets HTTP 403, never this close frame.
+            self.http_status = _HTTP_FORBIDDEN
+            self.abnormal = True
+            self._clean = False
+        else:
+            self.received_then_sent = False
+
+    def _disconnect(self, message: Mapping[str, Any]) -> None:
+        state = self.state
+        if not self._transition(_Event.DISCONNECT):
+            return
+        code = _code_of(message)
+        if state is CONNECTING:
+            # The client left during the handshake: no close frame either way.
+            self.abnormal = True
+            self._clean = False
+            return
+        if state is CLOSING:
+            # Every server answers the app's close with a disconnect of its own making
+            # (uvicorn echoes the app's close at once, even if the peer never replies; others
+            # send 1000 or 1005), so it says nothing about the peer's reply. Only 1006, which
+            # never travels on the wire, tells that the transport was lost first.
+            if code == CloseCode.ABNORMAL_CLOSURE:
+                self._clean = False
+            return
+        if _lost_transport(message, code):
+            self.abnormal = True
+            self._clean = False
+            return
+        reason = _reason_of(message)
+        self.received = Close(code, reason)
+        if is_server_generated(code, reason):
+            self.initiator = "server"
+            self.received_then_sent = False
+            # A server fails the connection on a protocol error; 1012 is an orderly restart.
+            if code != CloseCode.SERVICE_RESTART:
+                self._clean = False
+        else:
+            self.initiator = "client"
+            self.received_then_sent = True
+
