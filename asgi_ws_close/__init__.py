@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from ._codes import CLOSE_CODE_EXPLANATIONS, OK_CLOSE_CODES, Close, CloseCode
 from ._context import SCOPE_KEY, current_close_context, get_close_context
-from ._middleware import OnClose, WebSocketCloseMiddleware
-from ._record import CloseContext, CloseRecord
+from ._middleware import WebSocketCloseMiddleware
+from ._record import CloseContext, CloseRecord, OnClose
 from ._tracker import CloseTracker, ConnectionState
 from .exceptions import MiddlewareNotInstalled, WebSocketCloseError
 

@@ -55,9 +55,7 @@ CLOSE_CODE_EXPLANATIONS: dict[int, str] = {
 }
 
 #: Codes that mean "nothing went wrong" (``websockets.frames.OK_CLOSE_CODES``).
-OK_CLOSE_CODES: frozenset[int] = frozenset(
-    {CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD}
-)
+OK_CLOSE_CODES: frozenset[int] = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
 # Looking a code up here turns a registered int into its enum member, cheaply.
 _MEMBERS: dict[int, CloseCode] = {int(member): member for member in CloseCode}

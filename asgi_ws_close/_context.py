@@ -39,21 +39,17 @@ def get_close_context(conn: Any) -> CloseContext:
     """
     scope = conn if isinstance(conn, Mapping) else getattr(conn, "scope", None)
     if not isinstance(scope, Mapping):
-        raise TypeError(
-            f"get_close_context() takes a WebSocket or an ASGI scope, not {type(conn).__name__}"
-        )
+        raise TypeError(f"get_close_context() takes a WebSocket or an ASGI scope, not {type(conn).__name__}")
     context = scope.get(SCOPE_KEY)
     if isinstance(context, CloseContext):
         return context
     scope_type = scope.get("type")
     if scope_type != "websocket":
         raise MiddlewareNotInstalled(
-            f"No close context in a {scope_type!r} scope: close contexts exist only for "
-            "'websocket' scopes."
+            f"No close context in a {scope_type!r} scope: close contexts exist only for 'websocket' scopes."
         )
     raise MiddlewareNotInstalled(
-        f"No close context in this WebSocket scope (scope[{SCOPE_KEY!r}] is missing): "
-        f"{_HOW_TO_ADD}."
+        f"No close context in this WebSocket scope (scope[{SCOPE_KEY!r}] is missing): {_HOW_TO_ADD}."
     )
 
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Union
 
 from ._context import SCOPE_KEY, _current
-from ._record import CloseContext
+from ._record import CloseContext, OnClose
 from ._tracker import CloseTracker
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["OnClose", "WebSocketCloseMiddleware"]
+__all__ = ["WebSocketCloseMiddleware"]
 
 logger = logging.getLogger("asgi_ws_close")
-
-#: A hook called once per connection, after it ended: ``hook(context, scope)``, plain or async.
-OnClose = Callable[[CloseContext, Scope], Union[Awaitable[None], None]]
 
 
 class WebSocketCloseMiddleware:
@@ -43,9 +38,7 @@ class WebSocketCloseMiddleware:
 
     def __init__(self, app: ASGIApp, *, on_close: OnClose | None = None) -> None:
         if on_close is not None and not callable(on_close):
-            raise TypeError(
-                f"on_close must be a callable taking (context, scope), not {type(on_close).__name__}"
-            )
+            raise TypeError(f"on_close must be a callable taking (context, scope), not {type(on_close).__name__}")
         self.app = app
         self.on_close = on_close
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ._codes import Close, explain
 from ._tracker import CloseTracker, ConnectionState
-from ._types import Initiator
+from ._types import Initiator, Scope
 
-__all__ = ["CloseContext", "CloseRecord"]
+__all__ = ["CloseContext", "CloseRecord", "OnClose"]
 
 
 def _close_dict(close: Close | None) -> dict[str, Any] | None:
@@ -71,9 +71,7 @@ class CloseRecord:
             "received": _close_dict(self.received),
             "sent": _close_dict(self.sent),
             "received_then_sent": self.received_then_sent,
-            "error": None
-            if error is None
-            else {"type": type(error).__qualname__, "message": str(error)},
+            "error": None if error is None else {"type": type(error).__qualname__, "message": str(error)},
             "http_status": self.http_status,
             "opened_at": self.opened_at,
             "closed_at": self.closed_at,
@@ -97,12 +95,12 @@ class CloseContext:
     (as the browser's ``CloseEvent.wasClean``), handshake rejection, app errors and timing.
     """
 
-    __slots__ = ("_hooks", "_tracker")
+    __slots__ = ("__weakref__", "_hooks", "_tracker")
 
     def __init__(self, tracker: CloseTracker) -> None:
         self._tracker = tracker
         # on_close hooks of nested middleware instances that share this context.
-        self._hooks: tuple[Callable[[CloseContext, Any], object], ...] = ()
+        self._hooks: tuple[OnClose, ...] = ()
 
     @property
     def state(self) -> ConnectionState:
@@ -232,3 +230,7 @@ class CloseContext:
 
     def __repr__(self) -> str:
         return f"<CloseContext {_describe(self)}>"
+
+
+#: A hook called once per connection, after it ended: ``hook(context, scope)``, plain or async.
+OnClose = Callable[[CloseContext, Scope], "Awaitable[None] | None"]

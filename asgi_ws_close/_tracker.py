@@ -369,4 +369,3 @@ class CloseTracker:
         else:
             self.initiator = "client"
             self.received_then_sent = True
-

@@ -18,4 +18,3 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Who started the end of a connection; ``None`` when the transport was lost and nobody did.
 Initiator = Literal["client", "app", "server"]
-
