@@ -56,13 +56,12 @@ class WebSocketCloseMiddleware:
             await self.app(scope, receive, send)
             return
 
-        tracker = CloseTracker()
+        tracker = _TrackedConnection(receive, send)
         context = CloseContext(tracker)
         scope[SCOPE_KEY] = context
         token = _current.set(context)
-        connection = _TrackedConnection(tracker, receive, send)
         try:
-            await self.app(scope, connection.receive_with_tracking, connection.send_with_tracking)
+            await self.app(scope, tracker.receive_with_tracking, tracker.send_with_tracking)
         except BaseException as exc:
             if _is_cancellation(exc):
                 tracker.app_cancelled()
@@ -81,35 +80,45 @@ class WebSocketCloseMiddleware:
                 _current.reset(token)
 
 
-class _TrackedConnection:
-    # One per connection; its bound methods are the receive/send the app gets.
-    __slots__ = ("_receive", "_send", "_tracker")
+class _TrackedConnection(CloseTracker):
+    # The tracker of one connection, plus the server's receive/send: its bound methods are
+    # what the app gets. Subclassing (rather than wrapping) keeps the hot path to one
+    # attribute write per message.
+    __slots__ = ("_receive", "_send")
 
-    def __init__(self, tracker: CloseTracker, receive: Receive, send: Send) -> None:
-        self._tracker = tracker
+    def __init__(self, receive: Receive, send: Send) -> None:
+        super().__init__()
         self._receive = receive
         self._send = send
 
     async def receive_with_tracking(self) -> Message:
         message = await self._receive()
-        if message.get("type") == "websocket.receive":
-            self._tracker.messages_received += 1
+        try:
+            kind = message["type"]
+        except Exception:  # not an ASGI message: the app's to judge, never ours to raise
+            return message
+        if kind == "websocket.receive":
+            self.messages_received += 1
         else:
-            self._tracker.receive(message)
+            self.receive(message)
         return message
 
     async def send_with_tracking(self, message: Message) -> None:
-        if message.get("type") == "websocket.send":
-            self._tracker.messages_sent += 1
+        try:
+            kind = message["type"]
+        except Exception:  # the server will tell the app what is wrong with it
+            kind = None
+        if kind == "websocket.send":
+            self.messages_sent += 1
             await self._send(message)
             return
         # Record the app's intent first: servers answer a close with a disconnect that the
         # app may receive before this send returns.
-        self._tracker.send(message)
+        self.send(message)
         try:
             await self._send(message)
         except BaseException:
-            self._tracker.send_failed(message)
+            self.send_failed(message)
             raise
 
 

@@ -99,6 +99,14 @@ _HTTP_FORBIDDEN = 403
 _HTTP_INTERNAL_SERVER_ERROR = 500
 
 
+def _type_of(message: Mapping[str, Any]) -> object:
+    # Not a mapping with a "type": not an ASGI message, so nothing to record.
+    try:
+        return message["type"] if isinstance(message, Mapping) else None
+    except KeyError:
+        return None
+
+
 def _code_of(message: Mapping[str, Any], default: int = CloseCode.NO_STATUS_RCVD) -> int:
     # 7.1.5: no status code in the close frame -> 1005. Daphne sends code=None for that.
     code = message.get("code")
@@ -204,7 +212,7 @@ class CloseTracker:
 
     def receive(self, message: Mapping[str, Any]) -> None:
         """Record a message that the server delivered to the app through ``receive()``."""
-        kind = message.get("type")
+        kind = _type_of(message)
         if kind == "websocket.receive":
             self.messages_received += 1
         elif kind == "websocket.disconnect":
@@ -213,7 +221,7 @@ class CloseTracker:
 
     def send(self, message: Mapping[str, Any]) -> None:
         """Record a message that the app hands to the server's ``send()``, before it goes."""
-        kind = message.get("type")
+        kind = _type_of(message)
         if kind == "websocket.send":
             self.messages_sent += 1
         elif kind == "websocket.accept":
@@ -230,7 +238,7 @@ class CloseTracker:
 
     def send_failed(self, message: Mapping[str, Any]) -> None:
         """Record that the server's ``send()`` raised for ``message``."""
-        if message.get("type") == "websocket.close" and self.state is CLOSING:
+        if _type_of(message) == "websocket.close" and self.state is CLOSING:
             # The server refused the close (e.g. an invalid code under websockets): it drops
             # the connection without a close frame.
             self.abnormal = True

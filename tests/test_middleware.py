@@ -565,3 +565,17 @@ def test_fastapi_without_the_middleware_gives_the_fix() -> None:
             with client.websocket_connect("/ws"):
                 pass  # pragma: no cover
     assert "app.add_middleware(WebSocketCloseMiddleware)" in messages[0]
+
+
+@pytest.mark.parametrize("odd", [None, {}, {"no": "type"}, 42])
+def test_odd_messages_pass_through_without_an_error_of_ours(odd: Any) -> None:
+    got: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        got.append(await receive())
+        await send(odd)
+
+    driver = Driver([odd])
+    driver.run(WebSocketCloseMiddleware(app))
+    assert got[0] is odd
+    assert driver.sent[0] is odd

@@ -393,3 +393,12 @@ def test_transition_table_covers_every_state_and_ends_are_terminal() -> None:
     for targets in TRANSITIONS.values():
         for target in targets.values():
             assert target in ConnectionState
+
+
+@pytest.mark.parametrize("message", [None, 42, "websocket.close", ["type"], {"type": None}])
+def test_things_that_are_not_asgi_messages_are_ignored(message: Any) -> None:
+    tracker = CloseTracker()
+    tracker.receive(message)
+    tracker.send(message)
+    tracker.send_failed(message)
+    assert tracker.state is ConnectionState.CONNECTING
