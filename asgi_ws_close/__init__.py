@@ -11,9 +11,18 @@ Everything in the submodules' ``__all__`` is re-exported here as the public API.
 
 from __future__ import annotations
 
-from ._codes import CLOSE_CODE_EXPLANATIONS, OK_CLOSE_CODES, Close, CloseCode
+from ._codes import (
+    CLOSE_CODE_EXPLANATIONS,
+    MAX_REASON_BYTES,
+    OK_CLOSE_CODES,
+    Close,
+    CloseCode,
+    close_violation,
+    is_valid_close_code,
+    truncate_reason,
+)
 from ._context import SCOPE_KEY, current_close_context, get_close_context
-from ._middleware import WebSocketCloseMiddleware
+from ._middleware import InvalidClosePolicy, WebSocketCloseMiddleware
 from ._record import CloseContext, CloseRecord, OnClose
 from ._tracker import CloseTracker, ConnectionState
 from .exceptions import MiddlewareNotInstalled, WebSocketCloseError
@@ -22,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CLOSE_CODE_EXPLANATIONS",
+    "MAX_REASON_BYTES",
     "OK_CLOSE_CODES",
     "SCOPE_KEY",
     "Close",
@@ -30,11 +40,15 @@ __all__ = [
     "CloseRecord",
     "CloseTracker",
     "ConnectionState",
+    "InvalidClosePolicy",
     "MiddlewareNotInstalled",
     "OnClose",
     "WebSocketCloseError",
     "WebSocketCloseMiddleware",
     "__version__",
+    "close_violation",
     "current_close_context",
     "get_close_context",
+    "is_valid_close_code",
+    "truncate_reason",
 ]

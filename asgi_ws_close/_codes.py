@@ -5,7 +5,16 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["CLOSE_CODE_EXPLANATIONS", "OK_CLOSE_CODES", "Close", "CloseCode"]
+__all__ = [
+    "CLOSE_CODE_EXPLANATIONS",
+    "MAX_REASON_BYTES",
+    "OK_CLOSE_CODES",
+    "Close",
+    "CloseCode",
+    "close_violation",
+    "is_valid_close_code",
+    "truncate_reason",
+]
 
 
 class CloseCode(enum.IntEnum):
@@ -57,6 +66,13 @@ CLOSE_CODE_EXPLANATIONS: dict[int, str] = {
 #: Codes that mean "nothing went wrong" (``websockets.frames.OK_CLOSE_CODES``).
 OK_CLOSE_CODES: frozenset[int] = frozenset({CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY, CloseCode.NO_STATUS_RCVD})
 
+# 7.4.1: 1004 is reserved; 1005, 1006 and 1015 "MUST NOT be set as a status code in a Close
+# control frame". IANA added 1012-1014. (A set: `code in ...` is the hot question.)
+_WIRE_REGISTERED_CODES: frozenset[int] = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+
+#: 5.5: a control frame's payload is at most 125 bytes, 2 of which carry the code.
+MAX_REASON_BYTES = 123
+
 # Looking a code up here turns a registered int into its enum member, cheaply.
 _MEMBERS: dict[int, CloseCode] = {int(member): member for member in CloseCode}
 
@@ -77,6 +93,50 @@ def explain(code: int) -> str:
     if 4000 <= code < 5000:
         return "private use"
     return "unknown"
+
+
+def is_valid_close_code(code: int) -> bool:
+    """Tell whether ``code`` may be sent in a close frame (RFC 6455 7.4, IANA registry).
+
+    Valid: 1000-1003, 1007-1014 and 3000-4999. Not valid: 1004 (reserved), 1005, 1006 and 1015
+    (local-only), 1016-2999 (unassigned), and anything below 1000 or above 4999.
+    """
+    return code in _WIRE_REGISTERED_CODES or 3000 <= code <= 4999
+
+
+def truncate_reason(reason: str, max_bytes: int = MAX_REASON_BYTES) -> str:
+    """Cut ``reason`` to at most ``max_bytes`` bytes of UTF-8, on a character boundary.
+
+    Characters that UTF-8 cannot encode (lone surrogates) become ``?``.
+    """
+    try:
+        encoded = reason.encode("utf-8")
+    except UnicodeEncodeError:
+        encoded = reason.encode("utf-8", "replace")
+    else:
+        if len(encoded) <= max_bytes:
+            return reason
+    # The cut may split the last character: "ignore" drops that incomplete tail, nothing else.
+    return encoded[:max_bytes].decode("utf-8", "ignore")
+
+
+def close_violation(code: int, reason: str) -> str | None:
+    """Return the RFC 6455 rule a close with ``code`` and ``reason`` breaks, or ``None``."""
+    if not is_valid_close_code(code):
+        return (
+            f"close code {code} cannot be sent in a close frame: RFC 6455 allows 1000-1003, "
+            "1007-1014 and 3000-4999 (1005, 1006 and 1015 are for reporting only)"
+        )
+    try:
+        size = len(reason.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "close reason is not valid UTF-8 (it contains a lone surrogate)"
+    if size > MAX_REASON_BYTES:
+        return (
+            f"close reason is {size} bytes of UTF-8: RFC 6455 allows at most {MAX_REASON_BYTES} "
+            "(a close frame's payload is at most 125 bytes, code included)"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

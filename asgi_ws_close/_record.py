@@ -47,6 +47,8 @@ class CloseRecord:
     received: Close | None
     sent: Close | None
     received_then_sent: bool | None
+    requested: Close | None
+    sends_after_close: int
     error: BaseException | None
     http_status: int | None
     opened_at: float
@@ -71,6 +73,8 @@ class CloseRecord:
             "received": _close_dict(self.received),
             "sent": _close_dict(self.sent),
             "received_then_sent": self.received_then_sent,
+            "requested": _close_dict(self.requested),
+            "sends_after_close": self.sends_after_close,
             "error": None if error is None else {"type": type(error).__qualname__, "message": str(error)},
             "http_status": self.http_status,
             "opened_at": self.opened_at,
@@ -119,8 +123,25 @@ class CloseContext:
 
     @property
     def sent(self) -> Close | None:
-        """The close the app sent with ``websocket.close`` (ASGI defaults: 1000 and ``""``)."""
+        """The close the app sent with ``websocket.close`` (ASGI defaults: 1000 and ``""``).
+
+        It is what went to the server: under ``invalid_close="fix"``, the repaired close.
+        """
         return self._tracker.sent
+
+    @property
+    def requested(self) -> Close | None:
+        """The close the app asked for; differs from :attr:`sent` only if a policy repaired it."""
+        return self._tracker.requested
+
+    @property
+    def sends_after_close(self) -> int:
+        """Messages the app tried to send after its own close or after the connection ended.
+
+        Each is an "Unexpected ASGI message 'websocket.send', after sending 'websocket.close'"
+        (or ``ClientDisconnected``) for the app: check :attr:`state` before sending instead.
+        """
+        return self._tracker.sends_after_close
 
     @property
     def received_then_sent(self) -> bool | None:
@@ -212,6 +233,8 @@ class CloseContext:
             received=t.received,
             sent=t.sent,
             received_then_sent=t.received_then_sent,
+            requested=t.requested,
+            sends_after_close=t.sends_after_close,
             error=t.error,
             http_status=t.http_status,
             opened_at=t.opened_at,

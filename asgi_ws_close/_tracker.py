@@ -118,6 +118,11 @@ def _code_of(message: Mapping[str, Any], default: int = CloseCode.NO_STATUS_RCVD
         return default
 
 
+def _close_of(message: Mapping[str, Any]) -> Close:
+    # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
+    return Close(_code_of(message, default=CloseCode.NORMAL_CLOSURE), _reason_of(message))
+
+
 def _reason_of(message: Mapping[str, Any]) -> str:
     reason = message.get("reason")
     if reason is None:
@@ -160,6 +165,8 @@ class CloseTracker:
         "_clean",
         "_clock",
         "_ended",
+        "_late_messages",
+        "_sent_before_end",
         "_started",
         "_wall_clock",
         "abnormal",
@@ -173,6 +180,7 @@ class CloseTracker:
         "opened_at",
         "received",
         "received_then_sent",
+        "requested",
         "sent",
         "state",
     )
@@ -190,8 +198,10 @@ class CloseTracker:
         self.initiator: Initiator | None = None
         #: The close status the server reported in ``websocket.disconnect``.
         self.received: Close | None = None
-        #: The close the app sent in ``websocket.close``.
+        #: The close that went to the server for the app's ``websocket.close``.
         self.sent: Close | None = None
+        #: The close the app asked for; differs from ``sent`` only if a policy repaired it.
+        self.requested: Close | None = None
         #: True if the peer's (or server's) close came first, False if the app's did.
         self.received_then_sent: bool | None = None
         #: The connection ended without any close frame: its close code is 1006.
@@ -201,6 +211,10 @@ class CloseTracker:
         self.http_status: int | None = None
         self.messages_received = 0
         self.messages_sent = 0
+        # messages_sent when the connection stopped being OPEN: later ones are sends after
+        # close, counted without any cost on the hot path.
+        self._sent_before_end: int | None = None
+        self._late_messages = 0
         self.opened_at: float = wall_clock()
         self.closed_at: float | None = None
         self._started: float = clock()
@@ -219,15 +233,25 @@ class CloseTracker:
             self._disconnect(message)
         # websocket.connect changes nothing; unknown types are not ours to judge.
 
-    def send(self, message: Mapping[str, Any]) -> None:
-        """Record a message that the app hands to the server's ``send()``, before it goes."""
+    def send(self, message: Mapping[str, Any], *, requested: Mapping[str, Any] | None = None) -> None:
+        """Record a message that the app hands to the server's ``send()``, before it goes.
+
+        Args:
+            message: The message as it goes to the server.
+            requested: The app's own ``websocket.close``, when a policy sends ``message``
+                in its place.
+        """
         kind = _type_of(message)
         if kind == "websocket.send":
             self.messages_sent += 1
         elif kind == "websocket.accept":
-            self._transition(_Event.ACCEPT)
+            if not self._transition(_Event.ACCEPT) and self.state >= CLOSING:
+                self._late_messages += 1
         elif kind == "websocket.close":
-            self._app_close(message)
+            if self.state >= CLOSING:
+                self._late_messages += 1
+            else:
+                self._app_close(message, message if requested is None else requested)
         elif kind == "websocket.http.response.start":
             if self._transition(_Event.DENIAL):
                 self.initiator = "app"
@@ -235,6 +259,20 @@ class CloseTracker:
                 self.http_status = status if isinstance(status, int) else None
                 self.abnormal = True
                 self._clean = False
+
+    def rejected_with_close(self, message: Mapping[str, Any], *, requested: Mapping[str, Any] | None = None) -> None:
+        """Record a close before accept that a policy turned into accept-then-close.
+
+        The client completes the handshake and gets the close frame (a browser sees its code),
+        so the close status is the app's; the state is still REJECTED.
+        """
+        if self.state is not CONNECTING:
+            return
+        self._app_close(message, message if requested is None else requested)
+        self.abnormal = False
+        self._clean = True
+        self.http_status = None
+        self.received_then_sent = False
 
     def send_failed(self, message: Mapping[str, Any]) -> None:
         """Record that the server's ``send()`` raised for ``message``."""
@@ -309,6 +347,13 @@ class CloseTracker:
         return self._clean
 
     @property
+    def sends_after_close(self) -> int:
+        """Messages the app handed to ``send()`` after its close or the connection's end."""
+        before = self._sent_before_end
+        late_data = 0 if before is None else self.messages_sent - before
+        return late_data + self._late_messages
+
+    @property
     def duration(self) -> float | None:
         """Seconds from the start of the connection to its end; None until it ends."""
         if self._ended is None:
@@ -322,19 +367,20 @@ class CloseTracker:
         if new_state is None:
             return False
         self.state = new_state
+        if self._sent_before_end is None and new_state >= CLOSING:
+            self._sent_before_end = self.messages_sent
         if new_state >= CLOSED:
             self._ended = self._clock()
             self.closed_at = self._wall_clock()
         return True
 
-    def _app_close(self, message: Mapping[str, Any]) -> None:
+    def _app_close(self, message: Mapping[str, Any], requested: Mapping[str, Any]) -> None:
         state = self.state
-        # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
-        code = _code_of(message, default=CloseCode.NORMAL_CLOSURE)
-        close = Close(code, _reason_of(message))
+        close = _close_of(message)
         if not self._transition(_Event.CLOSE):
             return
         self.sent = close
+        self.requested = close if requested is message else _close_of(requested)
         self.initiator = "app"
         if state is CONNECTING:
             # The client gets HTTP 403, never this close frame.

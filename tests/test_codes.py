@@ -5,10 +5,20 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import websockets.exceptions
 import websockets.frames
 from starlette import status
 
-from asgi_ws_close import CLOSE_CODE_EXPLANATIONS, OK_CLOSE_CODES, Close, CloseCode
+from asgi_ws_close import (
+    CLOSE_CODE_EXPLANATIONS,
+    MAX_REASON_BYTES,
+    OK_CLOSE_CODES,
+    Close,
+    CloseCode,
+    close_violation,
+    is_valid_close_code,
+    truncate_reason,
+)
 
 
 def test_members_match_websockets() -> None:
@@ -59,3 +69,45 @@ def test_close_is_frozen_slotted_and_equal_by_value() -> None:
     assert not hasattr(close, "__dict__")
     assert close == Close(CloseCode.NORMAL_CLOSURE, "ok")
     assert Close(1000) == Close(1000, "")
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, *range(1007, 1015), 3000, 3999, 4000, 4999])
+def test_valid_wire_codes(code: int) -> None:
+    assert is_valid_close_code(code)
+    assert close_violation(code, "") is None
+
+
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535, -1])
+def test_invalid_wire_codes_agree_with_websockets(code: int) -> None:
+    assert not is_valid_close_code(code)
+    violation = close_violation(code, "")
+    assert violation is not None and f"close code {code}" in violation
+    with pytest.raises(websockets.exceptions.ProtocolError):
+        websockets.frames.Close(code, "").check()
+
+
+@pytest.mark.parametrize(
+    ("reason", "limit", "expected"),
+    [
+        ("short", 123, "short"),
+        ("x" * 200, 123, "x" * 123),
+        ("é" * 80, 123, "é" * 61),  # 2-byte characters: 122 bytes, not a split character
+        ("€" * 41, 123, "€" * 41),  # exactly 123 bytes
+        ("€" * 42, 123, "€" * 41),
+        ("😀" * 40, 123, "😀" * 30),  # 4-byte characters: 120 bytes
+        ("a\ud800b", 123, "a?b"),  # not encodable in UTF-8
+        ("abc", 0, ""),
+    ],
+)
+def test_truncate_reason_cuts_on_a_character_boundary(reason: str, limit: int, expected: str) -> None:
+    cut = truncate_reason(reason, limit)
+    assert cut == expected
+    assert len(cut.encode("utf-8")) <= limit
+
+
+def test_reason_rules() -> None:
+    assert close_violation(1000, "€" * 41) is None
+    violation = close_violation(1000, "€" * 42)
+    assert violation is not None and "126 bytes" in violation and "123" in violation
+    assert close_violation(1000, "\ud800") == "close reason is not valid UTF-8 (it contains a lone surrogate)"
+    assert MAX_REASON_BYTES == 123

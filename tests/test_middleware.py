@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from asgi_ws_close import (
     SCOPE_KEY,
     Close,
+    CloseCode,
     CloseContext,
     ConnectionState,
     MiddlewareNotInstalled,
@@ -390,6 +391,8 @@ def test_snapshot_is_frozen_and_to_dict_is_json() -> None:
         "received": {"code": 4001, "reason": "bye"},
         "sent": None,
         "received_then_sent": True,
+        "requested": None,
+        "sends_after_close": 0,
         "error": None,
         "http_status": None,
         "opened_at": context.opened_at,
@@ -579,3 +582,237 @@ def test_odd_messages_pass_through_without_an_error_of_ours(odd: Any) -> None:
     driver.run(WebSocketCloseMiddleware(app))
     assert got[0] is odd
     assert driver.sent[0] is odd
+
+
+# --- several hooks ----------------------------------------------------------------------
+
+
+def test_several_hooks_run_in_order_and_one_failing_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    order: list[str] = []
+
+    def first(context: CloseContext, scope: Scope) -> None:
+        order.append("first")
+        raise RuntimeError("first hook bug")
+
+    async def second(context: CloseContext, scope: Scope) -> None:
+        order.append("second")
+
+    def third(context: CloseContext, scope: Scope) -> None:
+        order.append(f"third {context.code}")
+
+    driver = Driver([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}])
+    with caplog.at_level(logging.ERROR, logger="asgi_ws_close"):
+        driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close=[first, second, third]))
+    assert order == ["first", "second", "third 1000"]
+    assert len(caplog.records) == 1
+
+
+@pytest.mark.parametrize("bad", ["print", 42, [print, "x"]])
+def test_every_hook_must_be_callable(bad: Any) -> None:
+    with pytest.raises(TypeError, match="on_close must be a callable taking"):
+        WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close=bad)
+
+
+def test_hooks_never_run_on_the_message_path() -> None:
+    calls: list[ConnectionState] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()  # the disconnect
+        assert calls == []  # the connection ended, but the app has not returned yet
+        await send({"type": "websocket.send", "text": "late"})
+
+    driver = Driver([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}])
+    driver.run(WebSocketCloseMiddleware(app, on_close=lambda c, s: calls.append(c.state)))
+    assert calls == [ConnectionState.CLOSED]
+    assert get_close_context(driver.scope).sends_after_close == 1
+
+
+# --- close policies, in process ---------------------------------------------------------
+
+
+def closing_app(code: Any, reason: Any, accept: bool = True) -> tuple[ASGIApp, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        if accept:
+            await send({"type": "websocket.accept"})
+        try:
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+        except ValueError as exc:
+            errors.append(exc)
+
+    return app, errors
+
+
+def test_invalid_close_must_be_a_known_policy() -> None:
+    with pytest.raises(ValueError, match="invalid_close must be one of 'pass', 'fix' or 'raise'"):
+        WebSocketCloseMiddleware(echo_app_closing(1000, ""), invalid_close="repair")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("code", "reason"), [(999, "bad"), (1005, ""), (4000, "x" * 124)])
+def test_pass_forwards_invalid_closes_unchanged(code: int, reason: str) -> None:
+    app, _ = closing_app(code, reason)
+    driver = Driver([{"type": "websocket.connect"}])
+    driver.run(WebSocketCloseMiddleware(app))
+    assert driver.sent[-1] == {"type": "websocket.close", "code": code, "reason": reason}
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "wire_code", "wire_reason"),
+    [
+        (999, "bad", 1011, "bad"),
+        (1005, "none", 1000, "none"),
+        (1006, "", 1011, ""),
+        (5000, "", 1011, ""),
+        (4000, "é" * 80, 4000, "é" * 61),
+        (CloseCode.GOING_AWAY, "fine", 1001, "fine"),
+    ],
+)
+def test_fix_repairs_the_close_and_records_both(code: int, reason: str, wire_code: int, wire_reason: str) -> None:
+    app, _ = closing_app(code, reason)
+    driver = Driver([{"type": "websocket.connect"}])
+    driver.run(WebSocketCloseMiddleware(app, invalid_close="fix"))
+    assert driver.sent[-1] == {"type": "websocket.close", "code": wire_code, "reason": wire_reason}
+    context = get_close_context(driver.scope)
+    assert context.requested == Close(code, reason)
+    assert context.sent == Close(wire_code, wire_reason)
+    assert (context.code, context.reason) == (wire_code, wire_reason)
+
+
+def test_fix_never_modifies_the_apps_message() -> None:
+    message: Message = {"type": "websocket.close", "code": 999, "reason": "x"}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send(message)
+
+    driver = Driver([{"type": "websocket.connect"}])
+    driver.run(WebSocketCloseMiddleware(app, invalid_close="fix"))
+    assert message == {"type": "websocket.close", "code": 999, "reason": "x"}
+    assert driver.sent[-1] is not message
+
+
+def test_a_valid_close_goes_through_fix_as_the_same_object() -> None:
+    message: Message = {"type": "websocket.close", "code": 4000, "reason": "ok"}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send(message)
+
+    driver = Driver([{"type": "websocket.connect"}])
+    driver.run(WebSocketCloseMiddleware(app, invalid_close="fix"))
+    assert driver.sent[-1] is message
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "rule"),
+    [(999, "", "close code 999"), (1006, "", "close code 1006"), (1000, "x" * 200, "200 bytes")],
+)
+def test_raise_refuses_the_close_and_sends_nothing(code: int, reason: str, rule: str) -> None:
+    app, errors = closing_app(code, reason)
+    driver = Driver([{"type": "websocket.connect"}])
+    driver.run(WebSocketCloseMiddleware(app, invalid_close="raise"))
+    assert [m["type"] for m in driver.sent] == ["websocket.accept"]
+    assert len(errors) == 1 and rule in str(errors[0]) and "nothing was sent" in str(errors[0])
+    context = get_close_context(driver.scope)
+    assert context.sent is None
+    assert context.code == 1006  # the app then returned without a (valid) close
+
+
+def test_policies_do_not_touch_a_close_before_accept() -> None:
+    app, errors = closing_app(999, "x" * 200, accept=False)
+    driver = Driver([{"type": "websocket.connect"}])
+    driver.run(WebSocketCloseMiddleware(app, invalid_close="raise"))
+    assert errors == []
+    assert driver.sent == [{"type": "websocket.close", "code": 999, "reason": "x" * 200}]
+    assert get_close_context(driver.scope).http_status == 403
+
+
+def test_close_on_error_sends_1011_then_reraises() -> None:
+    error = RuntimeError("boom")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        raise error
+
+    driver = Driver([{"type": "websocket.connect"}])
+    with pytest.raises(RuntimeError) as info:
+        driver.run(WebSocketCloseMiddleware(app, close_on_error=True))
+    assert info.value is error
+    assert driver.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": ""}
+    context = get_close_context(driver.scope)
+    assert (context.state, context.initiator, context.code, context.clean) == (
+        ConnectionState.CLOSED,
+        "app",
+        1011,
+        False,
+    )
+    assert context.error is error
+
+
+def test_close_on_error_does_nothing_when_already_closed_or_not_accepted() -> None:
+    async def closes_then_raises(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4000, "reason": ""})
+        raise RuntimeError("after close")
+
+    async def raises_before_accept(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        raise RuntimeError("before accept")
+
+    for app, expected in [(closes_then_raises, 2), (raises_before_accept, 0)]:
+        driver = Driver([{"type": "websocket.connect"}])
+        with pytest.raises(RuntimeError):
+            driver.run(WebSocketCloseMiddleware(app, close_on_error=True))
+        assert len(driver.sent) == expected
+
+
+def test_close_on_error_survives_a_server_that_refuses_the_close() -> None:
+    error = RuntimeError("boom")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        raise error
+
+    async def refusing_send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            raise OSError("gone")
+
+    driver = Driver([{"type": "websocket.connect"}])
+    with pytest.raises(RuntimeError) as info:
+        asyncio.run(WebSocketCloseMiddleware(app, close_on_error=True)(driver.scope, driver.receive, refusing_send))
+    assert info.value is error
+    assert get_close_context(driver.scope).code == 1006
+
+
+def test_reject_with_close_code_accepts_then_closes() -> None:
+    app, _ = closing_app(4401, "token expired", accept=False)
+    driver = Driver([{"type": "websocket.connect"}])
+    driver.run(WebSocketCloseMiddleware(app, reject_with_close_code=True))
+    assert driver.sent == [
+        {"type": "websocket.accept"},
+        {"type": "websocket.close", "code": 4401, "reason": "token expired"},
+    ]
+    context = get_close_context(driver.scope)
+    assert context.state is ConnectionState.REJECTED
+    assert (context.code, context.reason, context.clean, context.http_status) == (4401, "token expired", True, None)
+
+
+def test_reject_with_close_code_and_fix_repair_the_rejection() -> None:
+    app, _ = closing_app(1006, "x" * 130, accept=False)
+    driver = Driver([{"type": "websocket.connect"}])
+    driver.run(WebSocketCloseMiddleware(app, reject_with_close_code=True, invalid_close="fix"))
+    assert driver.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": "x" * 123}
+    context = get_close_context(driver.scope)
+    assert context.requested == Close(1006, "x" * 130)
+    assert context.sent == Close(1011, "x" * 123)

@@ -402,3 +402,64 @@ def test_things_that_are_not_asgi_messages_are_ignored(message: Any) -> None:
     tracker.send(message)
     tracker.send_failed(message)
     assert tracker.state is ConnectionState.CONNECTING
+
+
+def test_sends_after_close_counts_every_late_message() -> None:
+    tracker = feed([*OPENED, ("send", {"type": "websocket.send", "text": "before"})], exit="running")
+    tracker.send({"type": "websocket.close", "code": 1000})
+    assert tracker.sends_after_close == 0
+    tracker.send({"type": "websocket.send", "text": "late"})
+    tracker.send({"type": "websocket.close", "code": 4000})  # a second close
+    tracker.send({"type": "websocket.accept"})
+    assert tracker.sends_after_close == 3
+    assert tracker.messages_sent == 2
+    assert tracker.sent == Close(1000, "")  # the first close stands
+
+
+def test_sends_after_the_client_closed_are_counted() -> None:
+    tracker = feed([*OPENED, recv(code=1001, reason="")], exit="running")
+    tracker.send({"type": "websocket.send", "text": "late"})
+    tracker.send({"type": "websocket.close"})
+    assert tracker.sends_after_close == 2
+    assert tracker.sent is None
+
+
+def test_denial_body_is_not_a_send_after_close() -> None:
+    tracker = feed(
+        [
+            ("receive", CONNECT),
+            ("send", {"type": "websocket.http.response.start", "status": 401}),
+            ("send", {"type": "websocket.http.response.body", "body": b"no"}),
+        ]
+    )
+    assert tracker.sends_after_close == 0
+
+
+def test_requested_is_what_the_app_asked_and_sent_what_went_out() -> None:
+    tracker = feed(OPENED, exit="running")
+    asked = {"type": "websocket.close", "code": 999, "reason": "x" * 200}
+    tracker.send({"type": "websocket.close", "code": 1011, "reason": "x" * 123}, requested=asked)
+    assert tracker.requested == Close(999, "x" * 200)
+    assert tracker.sent == Close(1011, "x" * 123)
+    tracker.app_exited()
+    assert tracker.code == 1011
+
+
+def test_requested_equals_sent_without_a_policy() -> None:
+    tracker = feed([*OPENED, close(code=4003, reason="nope")])
+    assert tracker.requested == tracker.sent == Close(4003, "nope")
+
+
+def test_rejected_with_close_keeps_the_apps_code() -> None:
+    tracker = feed([("receive", CONNECT)], exit="running")
+    tracker.rejected_with_close({"type": "websocket.close", "code": 4401, "reason": "token"})
+    tracker.receive({"type": "websocket.disconnect", "code": 4401, "reason": "token"})
+    tracker.app_exited()
+    assert tracker.state is ConnectionState.REJECTED
+    assert (tracker.code, tracker.reason, tracker.clean, tracker.http_status) == (4401, "token", True, None)
+    assert tracker.initiator == "app"
+    assert tracker.received_then_sent is False
+    # Only from CONNECTING:
+    opened = feed(OPENED, exit="running")
+    opened.rejected_with_close({"type": "websocket.close", "code": 4401})
+    assert opened.state is ConnectionState.OPEN
