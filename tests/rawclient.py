@@ -1,0 +1,244 @@
+"""A raw-socket RFC 6455 client, for what a well-behaved client library will not send.
+
+Plain ``socket``, masked frames, byte-exact close payloads (empty, 1 byte, reserved or
+invalid codes, invalid UTF-8), and abrupt ends: TCP FIN without a close frame, or TCP RST
+(``SO_LINGER`` 0). Every socket operation has a bounded timeout. Loopback only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+__all__ = ["Ending", "Frame", "HandshakeRejected", "RawWebSocket", "close_payload"]
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+DEFAULT_TIMEOUT = 5.0
+_MAX_HANDSHAKE = 65536
+
+
+def close_payload(code: int, reason: bytes = b"") -> bytes:
+    """A close frame payload: the 2-byte code, big-endian, then the reason bytes as given."""
+    return struct.pack("!H", code) + reason
+
+
+class HandshakeRejected(Exception):
+    """The server answered the upgrade request with something other than 101."""
+
+    def __init__(self, status: int, head: bytes) -> None:
+        super().__init__(f"handshake rejected: HTTP {status}")
+        self.status = status
+        self.head = head
+
+
+@dataclass(frozen=True)
+class Frame:
+    fin: bool
+    opcode: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the server ended the connection, as the client saw it."""
+
+    kind: Literal["close", "eof", "reset", "timeout"]
+    #: The close frame's payload, for kind == "close".
+    payload: bytes = b""
+
+    @property
+    def code(self) -> int | None:
+        """The close frame's code; None for an empty payload or no close frame."""
+        if self.kind != "close" or len(self.payload) < 2:
+            return None
+        code: int = struct.unpack("!H", self.payload[:2])[0]
+        return code
+
+    @property
+    def reason(self) -> str:
+        return self.payload[2:].decode("utf-8", "replace")
+
+
+class RawWebSocket:
+    """One client connection; use :meth:`connect`, and as a context manager."""
+
+    def __init__(self, sock: socket.socket, buffered: bytes = b"") -> None:
+        self.sock = sock
+        self._buffer = bytearray(buffered)
+
+    @classmethod
+    def connect(
+        cls, port: int, path: str, *, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT
+    ) -> RawWebSocket:
+        """Open a TCP connection and do the opening handshake for ``path`` (with query)."""
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            key = base64.b64encode(os.urandom(16))
+            request = (
+                f"GET {path} HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                "Upgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key.decode('ascii')}\r\n"
+                "Sec-WebSocket-Version: 13\r\n"
+                "\r\n"
+            ).encode("ascii")
+            sock.sendall(request)
+            head, rest = _read_head(sock)
+            status_line = head.split(b"\r\n", 1)[0]
+            parts = status_line.split(b" ", 2)
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            if status != 101:
+                raise HandshakeRejected(status, head)
+            expected = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+            headers = _parse_headers(head)
+            if headers.get(b"sec-websocket-accept") != expected:
+                raise HandshakeRejected(status, head)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, rest)
+
+    def __enter__(self) -> RawWebSocket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Sending.
+
+    def send_frame(self, opcode: int, payload: bytes, *, fin: bool = True) -> None:
+        """Send one masked frame, exactly as given (no validation of opcode or payload)."""
+        first = (0x80 if fin else 0) | (opcode & 0x0F)
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", first, 0x80 | length)
+        elif length < 1 << 16:
+            header = struct.pack("!BBH", first, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", first, 0x80 | 127, length)
+        mask = os.urandom(4)
+        self.sock.sendall(header + mask + _apply_mask(payload, mask))
+
+    def send_text(self, text: str) -> None:
+        self.send_frame(OP_TEXT, text.encode("utf-8"))
+
+    def send_close(self, payload: bytes) -> None:
+        """Send a close frame whose payload is exactly ``payload`` (see :func:`close_payload`)."""
+        self.send_frame(OP_CLOSE, payload)
+
+    # Receiving.
+
+    def recv_frame(self) -> Frame:
+        """Read one frame. Raises EOFError on TCP EOF, OSError on a reset or timeout."""
+        first, second = self._recv_exact(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._recv_exact(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._recv_exact(8))
+        mask = self._recv_exact(4) if second & 0x80 else b""
+        payload = self._recv_exact(length)
+        if mask:
+            payload = _apply_mask(payload, mask)
+        return Frame(fin=bool(first & 0x80), opcode=first & 0x0F, payload=payload)
+
+    def recv_text(self) -> str:
+        """Read the next text message (one unfragmented frame), answering pings on the way."""
+        while True:
+            frame = self.recv_frame()
+            if frame.opcode == OP_PING:
+                self.send_frame(OP_PONG, frame.payload)
+                continue
+            if frame.opcode != OP_TEXT or not frame.fin:
+                raise AssertionError(f"expected a text frame, got {frame!r}")
+            return frame.payload.decode("utf-8")
+
+    def read_ending(self) -> Ending:
+        """Read until the server's close frame, TCP EOF, a reset, or the socket timeout."""
+        try:
+            while True:
+                frame = self.recv_frame()
+                if frame.opcode == OP_CLOSE:
+                    return Ending("close", frame.payload)
+        except EOFError:
+            return Ending("eof")
+        except ConnectionResetError:
+            return Ending("reset")
+        except TimeoutError:
+            return Ending("timeout")
+
+    # Ending.
+
+    def drop_fin(self) -> None:
+        """End the TCP connection with FIN, without a close frame."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            self.sock.close()
+
+    def drop_rst(self) -> None:
+        """Abort the TCP connection with RST (SO_LINGER 0), without a close frame."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        finally:
+            self.sock.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _recv_exact(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("TCP EOF")
+            self._buffer += chunk
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return data
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise HandshakeRejected(0, data)
+        data += chunk
+        if len(data) > _MAX_HANDSHAKE:
+            raise HandshakeRejected(0, data[:200])
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _parse_headers(head: bytes) -> dict[bytes, bytes]:
+    headers: dict[bytes, bytes] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def _apply_mask(data: bytes, mask: bytes) -> bytes:
+    if not data:
+        return b""
+    repeated = (mask * (len(data) // 4 + 1))[: len(data)]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(repeated, "big")).to_bytes(len(data), "big")
