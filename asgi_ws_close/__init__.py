@@ -24,6 +24,7 @@ from ._codes import (
 from ._context import SCOPE_KEY, current_close_context, get_close_context
 from ._middleware import InvalidClosePolicy, WebSocketCloseMiddleware
 from ._record import CloseContext, CloseRecord, OnClose
+from ._servers import SERVERS, ServerQuirks, detect_server
 from ._tracker import CloseTracker, ConnectionState
 from .exceptions import MiddlewareNotInstalled, WebSocketCloseError
 
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_REASON_BYTES",
     "OK_CLOSE_CODES",
     "SCOPE_KEY",
+    "SERVERS",
     "Close",
     "CloseCode",
     "CloseContext",
@@ -43,11 +45,13 @@ __all__ = [
     "InvalidClosePolicy",
     "MiddlewareNotInstalled",
     "OnClose",
+    "ServerQuirks",
     "WebSocketCloseError",
     "WebSocketCloseMiddleware",
     "__version__",
     "close_violation",
     "current_close_context",
+    "detect_server",
     "get_close_context",
     "is_valid_close_code",
     "truncate_reason",

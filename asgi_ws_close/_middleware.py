@@ -11,6 +11,7 @@ from typing import Literal
 from ._codes import CloseCode, close_violation, is_valid_close_code, truncate_reason
 from ._context import SCOPE_KEY, _current
 from ._record import CloseContext, OnClose
+from ._servers import GENERIC, SERVERS, ServerQuirks, detect_server
 from ._tracker import CONNECTING, OPEN, CloseTracker, _close_of
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -59,10 +60,15 @@ class WebSocketCloseMiddleware:
             with its code and reason, so that the client (a browser) sees the app's code
             instead of HTTP 403 (which browsers report as 1006). The context still says
             REJECTED.
+        server: The name of the server's entry in the quirks table (``"uvicorn-wsproto"``,
+            ``"hypercorn"``, ..., or ``"generic"``), for when it cannot be detected: by
+            default it is told by the ``send`` callable the server hands over, which another
+            middleware wrapping ``send`` outside this one hides.
 
     Raises:
         TypeError: a hook is not callable.
-        ValueError: ``invalid_close`` is not one of "pass", "fix", "raise".
+        ValueError: ``invalid_close`` is not one of "pass", "fix", "raise", or ``server`` is
+            not a known name.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class WebSocketCloseMiddleware:
         invalid_close: InvalidClosePolicy = "pass",
         close_on_error: bool = False,
         reject_with_close_code: bool = False,
+        server: str | None = None,
     ) -> None:
         self.app = app
         self.hooks = _hooks_of(on_close)
@@ -84,6 +91,13 @@ class WebSocketCloseMiddleware:
         self.invalid_close: InvalidClosePolicy = invalid_close
         self.close_on_error = close_on_error
         self.reject_with_close_code = reject_with_close_code
+        self.server = server
+        self._quirks: ServerQuirks | None = None
+        if server is not None:
+            known = {GENERIC.name: GENERIC, **SERVERS}
+            if server not in known:
+                raise ValueError(f"server must be one of {', '.join(map(repr, known))}, not {server!r}")
+            self._quirks = known[server]
         # Whether any close needs more than recording: decided once, not per message.
         self._has_close_policy = invalid_close != "pass" or reject_with_close_code
 
@@ -101,7 +115,12 @@ class WebSocketCloseMiddleware:
             await self.app(scope, receive, send)
             return
 
-        tracker = _TrackedConnection(receive, send, self) if self._has_close_policy else _Tracked(receive, send)
+        quirks = self._quirks or detect_server(send)
+        tracker = (
+            _TrackedConnection(receive, send, quirks, self)
+            if self._has_close_policy
+            else _Tracked(receive, send, quirks)
+        )
         context = CloseContext(tracker)
         context._hooks = self.hooks
         scope[SCOPE_KEY] = context
@@ -132,8 +151,8 @@ class _Tracked(CloseTracker):
     # attribute write per message.
     __slots__ = ("_receive", "_send")
 
-    def __init__(self, receive: Receive, send: Send) -> None:
-        super().__init__()
+    def __init__(self, receive: Receive, send: Send, quirks: ServerQuirks) -> None:
+        super().__init__(quirks=quirks)
         self._receive = receive
         self._send = send
 
@@ -175,8 +194,10 @@ class _TrackedConnection(_Tracked):
     # The same, for a middleware with close policies: only websocket.close takes a detour.
     __slots__ = ("_middleware",)
 
-    def __init__(self, receive: Receive, send: Send, middleware: WebSocketCloseMiddleware) -> None:
-        super().__init__(receive, send)
+    def __init__(
+        self, receive: Receive, send: Send, quirks: ServerQuirks, middleware: WebSocketCloseMiddleware
+    ) -> None:
+        super().__init__(receive, send, quirks)
         self._middleware = middleware
 
     async def _forward(self, message: Message, kind: object) -> None:

@@ -56,6 +56,8 @@ class CloseRecord:
     duration: float | None
     messages_received: int
     messages_sent: int
+    server: str | None
+    unknown: frozenset[str]
 
     def __str__(self) -> str:
         return _describe(self)
@@ -82,6 +84,8 @@ class CloseRecord:
             "duration": self.duration,
             "messages_received": self.messages_received,
             "messages_sent": self.messages_sent,
+            "server": self.server,
+            "unknown": sorted(self.unknown),
         }
 
 
@@ -147,9 +151,9 @@ class CloseContext:
     def received_then_sent(self) -> bool | None:
         """The order of the close frames, as in ``websockets``' ``ConnectionClosed``.
 
-        ``True`` when the close came from the other side first (the client, or the server
-        on its own) and the server answered it, ``False`` when the app's close went first,
-        ``None`` when no close frame was exchanged.
+        ``True`` when the client's close came first and the server answered it, ``False`` when
+        our side's went first (the app's close, or the server's own, as at shutdown), ``None``
+        when no close frame was exchanged.
         """
         return self._tracker.received_then_sent
 
@@ -221,6 +225,26 @@ class CloseContext:
         """How many ``websocket.send`` messages the app handed to the server."""
         return self._tracker.messages_sent
 
+    @property
+    def server(self) -> str | None:
+        """The server whose reports were read, e.g. ``"uvicorn-wsproto"``; ``None`` if not known.
+
+        An unknown server's reports are read by the ASGI spec's rules (the ``"generic"`` entry).
+        """
+        name = self._tracker.quirks.name
+        return None if name == "generic" else name
+
+    @property
+    def unknown(self) -> frozenset[str]:
+        """The facts this connection's server could not report, by property name.
+
+        For example ``{"reason"}`` when daphne, granian or hypercorn dropped the client's close
+        reason, or ``{"code", "reason", "clean", "initiator", ...}`` when hypercorn reported a
+        client close that cannot be told from a lost connection. Those properties then say
+        ``None`` (``""`` for :attr:`reason`) rather than guess.
+        """
+        return self._tracker.unknown
+
     def snapshot(self) -> CloseRecord:
         """Return a frozen copy of the context as it is now."""
         t = self._tracker
@@ -242,6 +266,8 @@ class CloseContext:
             duration=t.duration,
             messages_received=t.messages_received,
             messages_sent=t.messages_sent,
+            server=self.server,
+            unknown=t.unknown,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._codes import Close, CloseCode, as_close_code
+from ._servers import GENERIC, ServerQuirks
 from ._signatures import is_server_generated
 from ._types import Initiator
 
@@ -99,6 +100,11 @@ _HTTP_FORBIDDEN = 403
 _HTTP_INTERNAL_SERVER_ERROR = 500
 
 
+_NOTHING_UNKNOWN: frozenset[str] = frozenset()
+_REASON_UNKNOWN = frozenset({"reason"})
+_CLIENT_CLOSE_UNKNOWN = frozenset({"code", "reason", "clean", "initiator", "received", "received_then_sent"})
+
+
 def _type_of(message: Mapping[str, Any]) -> object:
     # Not a mapping with a "type": not an ASGI message, so nothing to record.
     try:
@@ -159,6 +165,8 @@ class CloseTracker:
     Args:
         clock: Monotonic clock, for :attr:`duration`.
         wall_clock: Wall clock, for :attr:`opened_at` and :attr:`closed_at`.
+        quirks: What the connection's server means by what it reports
+            (:data:`asgi_ws_close._servers.SERVERS`); the ASGI spec's rules by default.
     """
 
     __slots__ = (
@@ -167,6 +175,8 @@ class CloseTracker:
         "_ended",
         "_late_messages",
         "_sent_before_end",
+        "_server_close",
+        "_unknown",
         "_started",
         "_wall_clock",
         "abnormal",
@@ -178,6 +188,7 @@ class CloseTracker:
         "messages_received",
         "messages_sent",
         "opened_at",
+        "quirks",
         "received",
         "received_then_sent",
         "requested",
@@ -190,7 +201,9 @@ class CloseTracker:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        quirks: ServerQuirks = GENERIC,
     ) -> None:
+        self.quirks = quirks
         self._clock = clock
         self._wall_clock = wall_clock
         self.state: ConnectionState = CONNECTING
@@ -206,6 +219,10 @@ class CloseTracker:
         self.received_then_sent: bool | None = None
         #: The connection ended without any close frame: its close code is 1006.
         self.abnormal = False
+        # The close frame the server sent on its own (on an app error, at shutdown), if known.
+        self._server_close: Close | None = None
+        # Facts this connection's server could not report (names of properties).
+        self._unknown: frozenset[str] = _NOTHING_UNKNOWN
         self._clean = True
         self.error: BaseException | None = None
         self.http_status: int | None = None
@@ -298,10 +315,9 @@ class CloseTracker:
                 self.abnormal = True
                 self._clean = False
             elif state is OPEN:
-                # The app ended without closing: servers close the transport, and uvicorn
-                # does so without a close frame.
-                self.abnormal = True
-                self._clean = False
+                # The app ended without closing: the server closes the connection, with a
+                # close frame of its own or (uvicorn) without any.
+                self._end_by_server(self.quirks.return_close if error is None else self.quirks.error_close)
 
     def app_cancelled(self) -> None:
         """Record that the app's task was cancelled, as servers do at shutdown."""
@@ -311,8 +327,7 @@ class CloseTracker:
         state = self.state
         if self._transition(_Event.CANCEL) and state is not CLOSING:
             self.initiator = "server"
-            self.abnormal = True
-            self._clean = False
+            self._end_by_server(self.quirks.cancel_close if state is OPEN else None)
 
     # Derived, read-only facts.
 
@@ -323,28 +338,35 @@ class CloseTracker:
 
     @property
     def code(self) -> int | None:
-        """The close code of the connection; 1006 if it ended abnormally; None while open."""
-        if self.state < CLOSED:
+        """The close code of the connection; 1006 if it ended abnormally.
+
+        ``None`` while open, and when the server did not report it (see :attr:`unknown`).
+        """
+        if self.state < CLOSED or "code" in self._unknown:
             return None
-        if self.abnormal:
-            return CloseCode.ABNORMAL_CLOSURE
-        close = self.sent if self.initiator == "app" else self.received
+        close = self._final_close()
         return CloseCode.ABNORMAL_CLOSURE if close is None else close.code
 
     @property
     def reason(self) -> str:
         """The close reason that goes with :attr:`code`; ``""`` when there is none."""
-        if self.state < CLOSED or self.abnormal:
-            return ""
-        close = self.sent if self.initiator == "app" else self.received
+        close = self._final_close() if self.state >= CLOSED else None
         return "" if close is None else close.reason
 
     @property
     def clean(self) -> bool | None:
-        """Whether the connection ended with a closing handshake and no app error."""
-        if self.state < CLOSED:
+        """Whether the connection ended with a closing handshake and no app error.
+
+        ``None`` while open, and when the server did not report it (see :attr:`unknown`).
+        """
+        if self.state < CLOSED or "clean" in self._unknown:
             return None
         return self._clean
+
+    @property
+    def unknown(self) -> frozenset[str]:
+        """Names of the facts this connection's server could not report (e.g. ``"reason"``)."""
+        return self._unknown
 
     @property
     def sends_after_close(self) -> int:
@@ -361,6 +383,23 @@ class CloseTracker:
         return self._ended - self._started
 
     # Private methods.
+
+    def _final_close(self) -> Close | None:
+        # The close that ended the connection: None when it ended without one (-> 1006).
+        if self.abnormal:
+            return None
+        if self.initiator == "app":
+            return self.sent or self._server_close
+        return self.received or self._server_close
+
+    def _end_by_server(self, code: int | None) -> None:
+        # The connection ends without the app's close: the server sends ``code`` on its own,
+        # or (None) drops the transport without a close frame.
+        self._clean = False
+        if code is None:
+            self.abnormal = True
+        else:
+            self._server_close = Close(as_close_code(code), "")
 
     def _transition(self, event: _Event) -> bool:
         new_state = TRANSITIONS[self.state].get(event)
@@ -408,12 +447,21 @@ class CloseTracker:
             if code == CloseCode.ABNORMAL_CLOSURE:
                 self._clean = False
             return
+        drop = self.quirks.drop
+        if drop == "1006 for every client close" or (drop == "1005, ambiguous" and code == CloseCode.NO_STATUS_RCVD):
+            # hypercorn reads 1006 for a clean close, a drop and a protocol error alike;
+            # granian reads 1005 for an empty close frame and a drop alike. Whether the client
+            # closed at all, and with what, is unknown.
+            self._unknown = _CLIENT_CLOSE_UNKNOWN
+            return
         if _lost_transport(message, code):
             self.abnormal = True
             self._clean = False
             return
         reason = _reason_of(message)
         self.received = Close(code, reason)
+        if not self.quirks.client_reason:
+            self._unknown = _REASON_UNKNOWN
         if is_server_generated(code, reason):
             self.initiator = "server"
             self.received_then_sent = False

@@ -400,6 +400,8 @@ def test_snapshot_is_frozen_and_to_dict_is_json() -> None:
         "duration": context.duration,
         "messages_received": 1,
         "messages_sent": 1,
+        "server": None,
+        "unknown": [],
     }
     assert data["duration"] >= 0
     assert data["closed_at"] >= data["opened_at"]

@@ -1,0 +1,156 @@
+"""What each ASGI server means by what it reports: one table, and how to tell which server runs.
+
+ASGI leaves much to the server: six real servers disagree on almost every close fact
+(``../shared/facts/servers.md``, measured on 127.0.0.1; re-checked by ``tests/matrix``). Each
+entry of :data:`SERVERS` says, for one server, how it reports a lost transport, what it loses,
+and which close frame it sends on its own, with the measured facts it encodes. The tracker
+(_tracker.py) reads the entry of its connection's server; nothing else in the package knows
+server names.
+
+Which server runs is told by the ``send`` callable it hands the app: each server's is a
+method of a class of its own (detected once per connection, cached by class). When that
+callable is hidden (another middleware wraps ``send`` outside ours), or the server is not in
+the table, the connection gets :data:`GENERIC`: the ASGI spec's rules plus the conventions
+shared by most servers. The middleware's ``server=`` option names an entry explicitly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["SERVERS", "ServerQuirks", "detect_server"]
+
+#: How a server reports a transport lost without a close frame, in ``websocket.disconnect``.
+DropReport = Literal[
+    # 1006 (never on the wire, so never ambiguous). A 1005 without a reason key is also taken as a
+    # lost transport: the servers that report one without a reason key mean that by it.
+    "1006",
+    # 1005 without a "reason" key, while a real empty close frame comes with reason="".
+    "1005 without reason",
+    # 1005, exactly as for an empty close frame: the two cannot be told apart.
+    "1005, ambiguous",
+    # 1006, as for every close from the client side: the client's code never reaches the app.
+    "1006 for every client close",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerQuirks:
+    """What one ASGI server reports about closes, and what that means.
+
+    Attributes:
+        name: The server (and WebSocket implementation), e.g. ``"uvicorn-wsproto"``.
+        drop: How it reports a lost transport; see :data:`DropReport`.
+        client_reason: Whether the client's close reason reaches the app.
+        error_close: The close code it sends when the app raises after accept, or ``None``
+            when it drops the connection without a close frame (the client sees 1006).
+        return_close: The same, when the app returns after accept without closing.
+        cancel_close: The close code the client gets when the server cancels the app's task
+            (at shutdown), or ``None``.
+        facts: The measured facts (servers.md) this entry encodes.
+    """
+
+    name: str
+    drop: DropReport = "1006"
+    client_reason: bool = True
+    error_close: int | None = None
+    return_close: int | None = None
+    cancel_close: int | None = None
+    facts: str = ""
+
+
+#: The ASGI spec, and what most servers do, for a server not in the table.
+GENERIC = ServerQuirks(
+    name="generic",
+    facts="ASGI spec: 1005 when the frame had no code, 1006 when no frame came; reason optional",
+)
+
+_UVICORN_FACTS = (
+    "C1-C3: the client's code and reason; C2: empty close = 1005 with reason=''; "
+    "S-e: the app raising drops TCP without a close frame; shutdown: 1012 without reason"
+)
+
+#: One entry per server (and WebSocket implementation), by name.
+SERVERS: dict[str, ServerQuirks] = {
+    quirks.name: quirks
+    for quirks in (
+        ServerQuirks(
+            name="uvicorn-websockets",
+            drop="1006",
+            facts=f"{_UVICORN_FACTS}; C4: a drop is 1006 with reason=''; C5-C7: client protocol "
+            "errors are reported as 1006 too (the client got 1002/1007)",
+        ),
+        ServerQuirks(
+            name="uvicorn-websockets-sansio",
+            drop="1005 without reason",
+            facts=f"{_UVICORN_FACTS}; C4: a drop is 1005 with no reason key",
+        ),
+        ServerQuirks(
+            name="uvicorn-wsproto",
+            drop="1005 without reason",
+            facts=f"{_UVICORN_FACTS}; C4: a drop is 1005 with no reason key",
+        ),
+        ServerQuirks(
+            name="hypercorn",
+            drop="1006 for every client close",
+            client_reason=False,
+            error_close=1011,
+            return_close=1011,
+            cancel_close=1011,
+            facts="C1-C7: every client close, clean or not, is 1006 with no reason; S-e: the app "
+            "raising sends 1011; shutdown: receive() is cancelled, the client gets 1011 after the "
+            "graceful timeout",
+        ),
+        ServerQuirks(
+            name="daphne",
+            drop="1006",
+            client_reason=False,
+            error_close=1011,
+            facts="C1: the client's code without its reason; C2: an empty close is code=None; C4: a "
+            "drop is 1006; S-e: the app raising sends 1011; shutdown: the app gets nothing",
+        ),
+        ServerQuirks(
+            name="granian",
+            drop="1005, ambiguous",
+            client_reason=False,
+            error_close=1005,
+            facts="C1: the client's code without its reason; C2/C4/C5/C7: an empty close, a drop, "
+            "an invalid UTF-8 reason and a 1-byte payload are all 1005 with no reason; S-e: the "
+            "app raising sends an empty close frame (the client sees 1005); shutdown: 1005",
+        ),
+    )
+}
+
+# The class whose method is the server's ``send``, by module (looked up once per class).
+_SERVER_BY_MODULE = {
+    "uvicorn.protocols.websockets.websockets_impl": "uvicorn-websockets",
+    "uvicorn.protocols.websockets.websockets_sansio_impl": "uvicorn-websockets-sansio",
+    "uvicorn.protocols.websockets.wsproto_impl": "uvicorn-wsproto",
+    "hypercorn.protocol.ws_stream": "hypercorn",
+    "daphne.server": "daphne",
+    "daphne.ws_protocol": "daphne",
+    "granian._granian": "granian",
+}
+_cache: dict[type, ServerQuirks] = {}
+
+
+def detect_server(send: Callable[..., Any]) -> ServerQuirks:
+    """Return the quirks of the server whose ``send`` callable this is, or :data:`GENERIC`."""
+    target: object = send
+    # daphne hands the app functools.partial(Server.handle_reply, protocol).
+    while isinstance(target, functools.partial):
+        target = target.func
+    owner = getattr(target, "__self__", None)
+    if owner is None:
+        return GENERIC
+    cls = type(owner)
+    quirks = _cache.get(cls)
+    if quirks is None:
+        name = _SERVER_BY_MODULE.get(cls.__module__)
+        quirks = GENERIC if name is None else SERVERS[name]
+        # Bounded: one entry per class that ever owned a send callable.
+        _cache[cls] = quirks
+    return quirks

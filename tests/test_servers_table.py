@@ -1,0 +1,137 @@
+"""The per-server quirks table and server detection, fed with dicts and stand-in objects."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+
+from asgi_ws_close import SERVERS, Close, CloseTracker, ConnectionState, WebSocketCloseMiddleware, detect_server
+from asgi_ws_close._servers import GENERIC
+
+OPENED = [{"type": "websocket.connect"}]
+
+
+def opened(server: str) -> CloseTracker:
+    tracker = CloseTracker(quirks=SERVERS[server])
+    tracker.receive({"type": "websocket.connect"})
+    tracker.send({"type": "websocket.accept"})
+    return tracker
+
+
+def fake_send_of(module: str) -> Any:
+    # A bound method of an instance of a class that lives in ``module``, like servers' send.
+    cls = type("Protocol", (), {"send": lambda self, message: None, "__module__": module})
+    return cls().send
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("uvicorn.protocols.websockets.websockets_impl", "uvicorn-websockets"),
+        ("uvicorn.protocols.websockets.websockets_sansio_impl", "uvicorn-websockets-sansio"),
+        ("uvicorn.protocols.websockets.wsproto_impl", "uvicorn-wsproto"),
+        ("hypercorn.protocol.ws_stream", "hypercorn"),
+        ("granian._granian", "granian"),
+        ("some.other.server", "generic"),
+    ],
+)
+def test_detection_by_the_class_of_send(module: str, name: str) -> None:
+    assert detect_server(fake_send_of(module)).name == name
+
+
+def test_detection_sees_through_partials_like_daphnes() -> None:
+    send = functools.partial(fake_send_of("daphne.server"), "protocol")
+    assert detect_server(send).name == "daphne"
+
+
+def test_plain_functions_and_wrapped_sends_are_generic() -> None:
+    async def send(message: Any) -> None: ...
+
+    assert detect_server(send) is GENERIC
+    assert detect_server(print) is GENERIC  # a builtin whose __self__ is a module
+
+
+def test_every_entry_names_its_facts() -> None:
+    for name, quirks in SERVERS.items():
+        assert quirks.name == name
+        assert quirks.facts
+
+
+def test_hypercorn_client_close_is_unknown_not_guessed() -> None:
+    tracker = opened("hypercorn")
+    tracker.receive({"type": "websocket.disconnect", "code": 1006})
+    tracker.app_exited()
+    assert tracker.state is ConnectionState.CLOSED
+    assert (tracker.code, tracker.clean, tracker.initiator, tracker.received) == (None, None, None, None)
+    assert {"code", "reason", "clean", "initiator"} <= tracker.unknown
+
+
+def test_hypercorn_reply_to_the_apps_close_is_fine() -> None:
+    tracker = opened("hypercorn")
+    tracker.send({"type": "websocket.close", "code": 4003, "reason": "nope"})
+    tracker.receive({"type": "websocket.disconnect", "code": 1000})
+    assert (tracker.code, tracker.reason, tracker.clean, tracker.unknown) == (4003, "nope", True, frozenset())
+
+
+@pytest.mark.parametrize(("server", "code"), [("hypercorn", 1011), ("daphne", 1011), ("granian", 1005)])
+def test_servers_that_close_for_a_crashed_app(server: str, code: int) -> None:
+    tracker = opened(server)
+    tracker.app_exited(RuntimeError("boom"))
+    assert (tracker.initiator, tracker.code, tracker.clean) == ("app", code, False)
+
+
+@pytest.mark.parametrize("server", ["uvicorn-websockets", "uvicorn-websockets-sansio", "uvicorn-wsproto"])
+def test_uvicorn_drops_the_transport_for_a_crashed_app(server: str) -> None:
+    tracker = opened(server)
+    tracker.app_exited(RuntimeError("boom"))
+    assert (tracker.initiator, tracker.code, tracker.clean) == ("app", 1006, False)
+
+
+def test_hypercorn_closes_with_1011_when_the_app_returns_or_is_cancelled() -> None:
+    returned = opened("hypercorn")
+    returned.app_exited()
+    assert (returned.initiator, returned.code) == ("app", 1011)
+    cancelled = opened("hypercorn")
+    cancelled.app_cancelled()
+    assert (cancelled.initiator, cancelled.code, cancelled.clean) == ("server", 1011, False)
+
+
+@pytest.mark.parametrize("server", ["daphne", "granian"])
+def test_client_code_without_reason(server: str) -> None:
+    tracker = opened(server)
+    tracker.receive({"type": "websocket.disconnect", "code": 4001})
+    assert (tracker.initiator, tracker.code, tracker.reason, tracker.clean) == ("client", 4001, "", True)
+    assert tracker.received == Close(4001, "")
+    assert tracker.unknown == {"reason"}
+
+
+def test_daphne_empty_close_is_code_none() -> None:
+    tracker = opened("daphne")
+    tracker.receive({"type": "websocket.disconnect", "code": None})
+    assert (tracker.code, tracker.initiator, tracker.clean) == (1005, "client", True)
+
+
+def test_granian_1005_is_ambiguous() -> None:
+    tracker = opened("granian")
+    tracker.receive({"type": "websocket.disconnect", "code": 1005})
+    assert (tracker.code, tracker.clean, tracker.initiator) == (None, None, None)
+    assert "code" in tracker.unknown
+
+
+def test_sansio_1005_without_reason_is_a_drop_but_with_reason_a_close() -> None:
+    drop = opened("uvicorn-websockets-sansio")
+    drop.receive({"type": "websocket.disconnect", "code": 1005})
+    empty = opened("uvicorn-websockets-sansio")
+    empty.receive({"type": "websocket.disconnect", "code": 1005, "reason": ""})
+    assert (drop.code, drop.clean, drop.initiator) == (1006, False, None)
+    assert (empty.code, empty.clean, empty.initiator) == (1005, True, "client")
+
+
+def test_server_option_forces_an_entry_and_rejects_unknown_names() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None: ...
+
+    assert WebSocketCloseMiddleware(app, server="daphne")._quirks is SERVERS["daphne"]
+    with pytest.raises(ValueError, match="server must be one of 'generic', 'uvicorn-websockets'"):
+        WebSocketCloseMiddleware(app, server="nginx")
