@@ -115,7 +115,7 @@ class WebSocketCloseMiddleware:
             await self.app(scope, receive, send)
             return
 
-        quirks = self._quirks or detect_server(send)
+        quirks = self._quirks or detect_server(send, scope)
         tracker = (
             _TrackedConnection(receive, send, quirks, self)
             if self._has_close_policy

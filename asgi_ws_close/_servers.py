@@ -17,7 +17,8 @@ shared by most servers. The middleware's ``server=`` option names an entry expli
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,13 +26,12 @@ __all__ = ["SERVERS", "ServerQuirks", "detect_server"]
 
 #: How a server reports a transport lost without a close frame, in ``websocket.disconnect``.
 DropReport = Literal[
-    # 1006 (never on the wire, so never ambiguous). A 1005 without a reason key is also taken as a
-    # lost transport: the servers that report one without a reason key mean that by it.
+    # 1006, which never travels on the wire; a 1005 is an empty close frame.
     "1006",
     # 1005 without a "reason" key, while a real empty close frame comes with reason="".
     "1005 without reason",
-    # 1005, exactly as for an empty close frame: the two cannot be told apart.
-    "1005, ambiguous",
+    # 1005 without a "reason" key, exactly as for an empty close frame: either may be meant.
+    "1005 without reason, ambiguous",
     # 1006, as for every close from the client side: the client's code never reaches the app.
     "1006 for every client close",
 ]
@@ -65,7 +65,10 @@ class ServerQuirks:
 #: The ASGI spec, and what most servers do, for a server not in the table.
 GENERIC = ServerQuirks(
     name="generic",
-    facts="ASGI spec: 1005 when the frame had no code, 1006 when no frame came; reason optional",
+    # A 1005 with no reason key is a drop on some servers and an empty close frame on others.
+    drop="1005 without reason, ambiguous",
+    facts="ASGI spec: 1005 when the frame had no code, 1006 when no frame came; reason optional "
+    "(servers.md difference 3: some servers report a drop as 1005 without a reason)",
 )
 
 _UVICORN_FACTS = (
@@ -93,6 +96,13 @@ SERVERS: dict[str, ServerQuirks] = {
             drop="1005 without reason",
             facts=f"{_UVICORN_FACTS}; C4: a drop is 1005 with no reason key",
         ),
+        # uvicorn seen through a wrapped send: all three implementations read alike here (the
+        # legacy one never reports 1005 without a reason while open).
+        ServerQuirks(
+            name="uvicorn",
+            drop="1005 without reason",
+            facts=f"{_UVICORN_FACTS}; C4: a drop is 1006 (websockets) or 1005 with no reason key",
+        ),
         ServerQuirks(
             name="hypercorn",
             drop="1006 for every client close",
@@ -114,7 +124,7 @@ SERVERS: dict[str, ServerQuirks] = {
         ),
         ServerQuirks(
             name="granian",
-            drop="1005, ambiguous",
+            drop="1005 without reason, ambiguous",
             client_reason=False,
             error_close=1005,
             facts="C1: the client's code without its reason; C2/C4/C5/C7: an empty close, a drop, "
@@ -137,15 +147,22 @@ _SERVER_BY_MODULE = {
 _cache: dict[type, ServerQuirks] = {}
 
 
-def detect_server(send: Callable[..., Any]) -> ServerQuirks:
-    """Return the quirks of the server whose ``send`` callable this is, or :data:`GENERIC`."""
+def detect_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = None) -> ServerQuirks:
+    """Return the quirks of the server that runs a connection, or :data:`GENERIC`.
+
+    Args:
+        send: The ``send`` callable the server handed over; each server's is a method of a
+            class of its own.
+        scope: The connection's scope, used when ``send`` is hidden behind a wrapper: its
+            ``asgi`` and ``extensions`` keys, with the server modules imported in the process.
+    """
     target: object = send
     # daphne hands the app functools.partial(Server.handle_reply, protocol).
     while isinstance(target, functools.partial):
         target = target.func
     owner = getattr(target, "__self__", None)
     if owner is None:
-        return GENERIC
+        return GENERIC if scope is None else _by_scope(scope)
     cls = type(owner)
     quirks = _cache.get(cls)
     if quirks is None:
@@ -153,4 +170,25 @@ def detect_server(send: Callable[..., Any]) -> ServerQuirks:
         quirks = GENERIC if name is None else SERVERS[name]
         # Bounded: one entry per class that ever owned a send callable.
         _cache[cls] = quirks
+    if quirks is GENERIC and scope is not None:
+        return _by_scope(scope)
     return quirks
+
+
+def _by_scope(scope: Mapping[str, Any]) -> ServerQuirks:
+    # Fingerprints measured in servers.md ("Scope"), confirmed by the server's module being
+    # imported: an app may import a server it does not run under, never one that isn't there.
+    asgi = scope.get("asgi")
+    spec = asgi.get("spec_version") if isinstance(asgi, Mapping) else None
+    extensions = scope.get("extensions")
+    modules = sys.modules
+    if spec == "2.4" and "uvicorn" in modules:
+        return SERVERS["uvicorn"]
+    if extensions is None and spec is None and "daphne" in modules:
+        return SERVERS["daphne"]
+    if spec == "2.3" and isinstance(extensions, Mapping):
+        if "http.response.pathsend" in extensions and "granian" in modules:
+            return SERVERS["granian"]
+        if "hypercorn" in modules and "granian" not in modules:
+            return SERVERS["hypercorn"]
+    return GENERIC

@@ -140,21 +140,6 @@ def _reason_of(message: Mapping[str, Any]) -> str:
     return str(reason)
 
 
-def _lost_transport(message: Mapping[str, Any], code: int) -> bool:
-    """Tell whether a disconnect means "transport lost, no close frame" rather than a close."""
-    # 7.1.5: 1006 is never sent on the wire; a server reports it when no close frame came.
-    if code == CloseCode.ABNORMAL_CLOSURE:
-        return True
-    # uvicorn's websockets-sansio and wsproto report a lost transport as 1005 with *no*
-    # reason key, while a real empty close frame comes with reason="" (servers.md, C2/C4).
-    # daphne reports an empty close frame as code=None, also without a reason key.
-    return (
-        code == CloseCode.NO_STATUS_RCVD
-        and "reason" not in message
-        and message.get("code", CloseCode.NO_STATUS_RCVD) is not None
-    )
-
-
 class CloseTracker:
     """The close-tracking state machine of one WebSocket connection.
 
@@ -448,13 +433,24 @@ class CloseTracker:
                 self._clean = False
             return
         drop = self.quirks.drop
-        if drop == "1006 for every client close" or (drop == "1005, ambiguous" and code == CloseCode.NO_STATUS_RCVD):
+        # (daphne's empty close frame is an explicit code=None: not this.)
+        no_status_without_reason = (
+            code == CloseCode.NO_STATUS_RCVD
+            and "reason" not in message
+            and message.get("code", CloseCode.NO_STATUS_RCVD) is not None
+        )
+        if drop == "1006 for every client close" or (
+            drop == "1005 without reason, ambiguous" and no_status_without_reason
+        ):
             # hypercorn reads 1006 for a clean close, a drop and a protocol error alike;
             # granian reads 1005 for an empty close frame and a drop alike. Whether the client
             # closed at all, and with what, is unknown.
             self._unknown = _CLIENT_CLOSE_UNKNOWN
             return
-        if _lost_transport(message, code):
+        # 7.1.5: 1006 never travels on the wire: a server reports it when no close frame came.
+        # uvicorn's websockets-sansio and wsproto report that as 1005 with *no* reason key,
+        # while a real empty close frame comes with reason="" (servers.md, C2/C4).
+        if code == CloseCode.ABNORMAL_CLOSURE or (drop == "1005 without reason" and no_status_without_reason):
             self.abnormal = True
             self._clean = False
             return

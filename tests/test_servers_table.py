@@ -135,3 +135,46 @@ def test_server_option_forces_an_entry_and_rejects_unknown_names() -> None:
     assert WebSocketCloseMiddleware(app, server="daphne")._quirks is SERVERS["daphne"]
     with pytest.raises(ValueError, match="server must be one of 'generic', 'uvicorn-websockets'"):
         WebSocketCloseMiddleware(app, server="nginx")
+
+
+def scope_of(spec: str | None, extensions: dict[str, Any] | None) -> dict[str, Any]:
+    scope: dict[str, Any] = {"type": "websocket", "asgi": {"version": "3.0"}}
+    if spec is not None:
+        scope["asgi"]["spec_version"] = spec
+    if extensions is not None:
+        scope["extensions"] = extensions
+    return scope
+
+
+@pytest.mark.parametrize(
+    ("spec", "extensions", "modules", "name"),
+    [
+        ("2.4", {"websocket.http.response": {}}, ["uvicorn"], "uvicorn"),
+        ("2.3", {"websocket.http.response": {}}, ["hypercorn"], "hypercorn"),
+        ("2.3", {"http.response.pathsend": {}, "websocket.http.response": {}}, ["granian"], "granian"),
+        (None, None, ["daphne"], "daphne"),
+        ("2.4", {"websocket.http.response": {}}, [], "generic"),  # uvicorn's fingerprint, no uvicorn
+        ("2.5", {}, ["uvicorn"], "generic"),
+    ],
+)
+def test_detection_by_scope_when_send_is_wrapped(
+    spec: str | None, extensions: dict[str, Any] | None, modules: list[str], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    for module in ("uvicorn", "hypercorn", "granian", "daphne"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    for module in modules:
+        monkeypatch.setitem(sys.modules, module, type(sys)(module))
+
+    async def wrapped_send(message: Any) -> None: ...
+
+    assert detect_server(wrapped_send, scope_of(spec, extensions)).name == name
+    # A recognised send wins over the scope.
+    assert detect_server(fake_send_of("hypercorn.protocol.ws_stream"), scope_of(spec, extensions)).name == "hypercorn"
+
+
+def test_uvicorn_without_its_implementation_reads_drops_as_drops() -> None:
+    tracker = opened("uvicorn")
+    tracker.receive({"type": "websocket.disconnect", "code": 1005})
+    assert (tracker.code, tracker.clean) == (1006, False)
