@@ -228,8 +228,12 @@ class _TrackedConnection(_Tracked):
             return
         # reject_with_close_code: complete the handshake so that the close frame can go out.
         self.rejected_with_close(outgoing, requested=message)
-        await self._send({"type": "websocket.accept"})
-        await self._send(outgoing)
+        try:
+            await self._send({"type": "websocket.accept"})
+            await self._send(outgoing)
+        except BaseException:
+            self.send_failed(outgoing)
+            raise
 
 
 def _fixed(message: Message, code: int, reason: str) -> Message:

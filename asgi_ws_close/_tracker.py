@@ -278,9 +278,12 @@ class CloseTracker:
 
     def send_failed(self, message: Mapping[str, Any]) -> None:
         """Record that the server's ``send()`` raised for ``message``."""
-        if _type_of(message) == "websocket.close" and self.state is CLOSING:
-            # The server refused the close (e.g. an invalid code under websockets): it drops
-            # the connection without a close frame.
+        if _type_of(message) != "websocket.close":
+            return
+        # The server refused the close (e.g. an invalid code under websockets), or the client
+        # was gone: the connection ends without that close frame. (A rejection by HTTP 403 is
+        # abnormal already; one by accept-then-close is not, until now.)
+        if self.state is CLOSING or (self.state is REJECTED and not self.abnormal):
             self.abnormal = True
             self._clean = False
 
@@ -429,7 +432,8 @@ class CloseTracker:
             # (uvicorn echoes the app's close at once, even if the peer never replies; others
             # send 1000 or 1005), so it says nothing about the peer's reply. Only 1006, which
             # never travels on the wire, tells that the transport was lost first.
-            if code == CloseCode.ABNORMAL_CLOSURE:
+            # (uvicorn's echo of an app that closed with 1006 itself is no loss.)
+            if code == CloseCode.ABNORMAL_CLOSURE and self.sent != Close(code, _reason_of(message)):
                 self._clean = False
             return
         drop = self.quirks.drop

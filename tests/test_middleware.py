@@ -818,3 +818,16 @@ def test_reject_with_close_code_and_fix_repair_the_rejection() -> None:
     context = get_close_context(driver.scope)
     assert context.requested == Close(1006, "x" * 130)
     assert context.sent == Close(1011, "x" * 123)
+
+
+def test_reject_with_close_code_records_a_failed_send() -> None:
+    app, _ = closing_app(4401, "token expired", accept=False)
+
+    async def gone(message: Message) -> None:
+        raise OSError("client left during the handshake")
+
+    driver = Driver([{"type": "websocket.connect"}])
+    with pytest.raises(OSError):
+        asyncio.run(WebSocketCloseMiddleware(app, reject_with_close_code=True)(driver.scope, driver.receive, gone))
+    context = get_close_context(driver.scope)
+    assert (context.state, context.code, context.clean) == (ConnectionState.REJECTED, 1006, False)

@@ -464,3 +464,23 @@ def test_rejected_with_close_keeps_the_apps_code() -> None:
     opened = feed(OPENED, exit="running")
     opened.rejected_with_close({"type": "websocket.close", "code": 4401})
     assert opened.state is ConnectionState.OPEN
+
+
+def test_the_echo_of_an_apps_own_1006_is_not_a_loss() -> None:
+    # uvicorn (sansio, wsproto) answers the app's close with the app's own code and reason.
+    tracker = feed([*OPENED, close(code=1006, reason="bad"), recv(code=1006, reason="bad")])
+    assert tracker.clean is True
+    lost = feed([*OPENED, close(code=4000, reason="bye"), recv(code=1006)])
+    assert lost.clean is False
+
+
+def test_a_failed_accept_then_close_rejection_is_abnormal() -> None:
+    tracker = feed([("receive", CONNECT)], exit="running")
+    message = {"type": "websocket.close", "code": 4401, "reason": "token"}
+    tracker.rejected_with_close(message)
+    tracker.send_failed(message)
+    assert (tracker.state, tracker.code, tracker.clean) == (ConnectionState.REJECTED, 1006, False)
+    # A 403 rejection stays as it was.
+    rejected = feed([("receive", CONNECT), close(code=4401)], exit="running")
+    rejected.send_failed({"type": "websocket.close", "code": 4401})
+    assert (rejected.code, rejected.http_status) == (1006, 403)
