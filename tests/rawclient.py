@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
-__all__ = ["Ending", "Frame", "HandshakeRejected", "RawWebSocket", "close_payload"]
+__all__ = ["Ending", "Frame", "HandshakeRejected", "RawWebSocket", "close_payload", "send_upgrade_request"]
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -28,6 +28,32 @@ OP_PONG = 0xA
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 DEFAULT_TIMEOUT = 5.0
 _MAX_HANDSHAKE = 65536
+
+
+def send_upgrade_request(
+    port: int, path: str, *, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT
+) -> tuple[socket.socket, bytes]:
+    """Open a TCP connection and send the upgrade request only; return the socket and the key.
+
+    For a client that leaves during the handshake: the response is not read.
+    """
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        key = base64.b64encode(os.urandom(16))
+        request = (
+            f"GET {path} HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\n"
+            "Upgrade: websocket\r\n"
+            "Connection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key.decode('ascii')}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "\r\n"
+        ).encode("ascii")
+        sock.sendall(request)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, key
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:
@@ -71,6 +97,22 @@ class Ending:
     def reason(self) -> str:
         return self.payload[2:].decode("utf-8", "replace")
 
+    def describe(self) -> str:
+        """What the client saw, in words that do not depend on timing.
+
+        TCP FIN and RST both read "no close frame": which of them a server's teardown shows
+        varies from run to run (servers.md, "Method notes").
+        """
+        if self.kind == "close":
+            if not self.payload:
+                return "close, empty payload"
+            if len(self.payload) == 1:
+                return "close, 1-byte payload"
+            return f"close {self.code} {self.reason!r}"
+        if self.kind == "timeout":
+            return "no close frame, connection left open"
+        return "no close frame"
+
 
 class RawWebSocket:
     """One client connection; use :meth:`connect`, and as a context manager."""
@@ -84,19 +126,8 @@ class RawWebSocket:
         cls, port: int, path: str, *, host: str = "127.0.0.1", timeout: float = DEFAULT_TIMEOUT
     ) -> RawWebSocket:
         """Open a TCP connection and do the opening handshake for ``path`` (with query)."""
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock, key = send_upgrade_request(port, path, host=host, timeout=timeout)
         try:
-            key = base64.b64encode(os.urandom(16))
-            request = (
-                f"GET {path} HTTP/1.1\r\n"
-                f"Host: {host}:{port}\r\n"
-                "Upgrade: websocket\r\n"
-                "Connection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key.decode('ascii')}\r\n"
-                "Sec-WebSocket-Version: 13\r\n"
-                "\r\n"
-            ).encode("ascii")
-            sock.sendall(request)
             head, rest = _read_head(sock)
             status_line = head.split(b"\r\n", 1)[0]
             parts = status_line.split(b" ", 2)

@@ -1,16 +1,26 @@
-"""Starlette and FastAPI apps for the real-server tests (tests/test_servers.py).
+"""Starlette and FastAPI apps for the real-server tests (``tests/matrix``).
 
-uvicorn loads them as ``tests.serverapp:starlette_app`` and ``tests.serverapp:fastapi_app``.
-Both wrap the same WebSocket routes, one per scenario, with :class:`WebSocketCloseMiddleware`
-added the way users add it. Every connection carries a test-chosen ``id`` query parameter;
-the handler (once it has seen the end) and the ``on_close`` hook each append one JSON line,
-``{"id": ..., "source": "handler" | "on_close", "record": CloseContext.to_dict(), ...}``, to the
-file named by the ``ASGI_WS_CLOSE_RECORDS`` environment variable.
+Every server loads them as ``tests.serverapp:starlette_app`` and ``tests.serverapp:fastapi_app``.
+Both wrap the same WebSocket routes, one per kind of scenario, with
+:class:`WebSocketCloseMiddleware` added the way users add it. Every connection carries a
+test-chosen ``id`` query parameter. Each handler appends one JSON line when it is done,
+``{"id": ..., "source": "handler", "record": CloseContext.to_dict(), "app": {...}}``, where
+``app`` says what the server handed the app at the end: ``{"disconnect": <the message as it
+came, with or without a reason key>}``, ``{"timeout": seconds}`` (a bounded follow-up
+``receive()`` that got nothing), ``{"cancelled": true}`` (the server cancelled the handler),
+``{"raised": "Type: message"}`` or ``{"returned": true}``. The ``on_close`` hook appends
+``{"id": ..., "source": "on_close", "record": ...}``. Lines go to the file named by the
+``ASGI_WS_CLOSE_RECORDS`` environment variable.
+
+The handlers never sleep, and each of their waits is bounded: a server that delivers nothing
+yields ``{"timeout": ...}`` after ``?wait=`` seconds (default :data:`FOLLOW_UP_TIMEOUT`), a
+deterministic outcome whatever the server's timing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -21,17 +31,20 @@ from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
 
-__all__ = ["RECORDS_ENV", "ROUTES", "fastapi_app", "starlette_app"]
+__all__ = ["FOLLOW_UP_TIMEOUT", "RECORDS_ENV", "ROUTES", "fastapi_app", "starlette_app"]
 
 #: Environment variable naming the JSONL file the records are appended to.
 RECORDS_ENV = "ASGI_WS_CLOSE_RECORDS"
 
-# Bound on the handlers' own waits (a follow-up receive after a close or a rejection).
-_FOLLOW_UP_TIMEOUT = 5.0
+#: Bound on the handlers' follow-up waits, in seconds: well above any delivery measured in
+#: servers.md (daphne's 1006 after an unanswered close comes about 0.7 s later).
+FOLLOW_UP_TIMEOUT = 3.0
+
+Handler = Callable[[WebSocket], Awaitable[dict[str, Any]]]
 
 
 def connection_id(scope: Any) -> str:
@@ -48,9 +61,9 @@ def _append(line: dict[str, Any]) -> None:
         file.flush()
 
 
-def _write_handler_record(websocket: WebSocket, **extra: Any) -> None:
+def _write_handler_record(websocket: WebSocket, app: dict[str, Any]) -> None:
     record = get_close_context(websocket).to_dict()
-    _append({"id": connection_id(websocket.scope), "source": "handler", "record": record, **extra})
+    _append({"id": connection_id(websocket.scope), "source": "handler", "record": record, "app": app})
 
 
 def on_close(context: CloseContext, scope: Any) -> None:
@@ -63,60 +76,121 @@ def _message_dict(message: Any) -> dict[str, Any]:
     return {str(key): value for key, value in dict(message).items()}
 
 
+def _wait(websocket: WebSocket) -> float:
+    return float(websocket.query_params.get("wait", FOLLOW_UP_TIMEOUT))
+
+
 async def _until_disconnect(websocket: WebSocket) -> dict[str, Any]:
-    # Raw receive() until websocket.disconnect (Starlette first hands out websocket.connect
-    # when the app closed or denied before it ever received).
+    # Raw receive() until websocket.disconnect, bounded (Starlette first hands out
+    # websocket.connect when the app closed or denied before it ever received).
     async def loop() -> dict[str, Any]:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return _message_dict(message)
+                return {"disconnect": _message_dict(message)}
 
-    return await asyncio.wait_for(loop(), _FOLLOW_UP_TIMEOUT)
-
-
-async def echo(websocket: WebSocket) -> None:
-    """Accept, echo text until the connection ends."""
-    await websocket.accept()
+    wait = _wait(websocket)
     try:
-        while True:
-            await websocket.send_text(await websocket.receive_text())
-    except WebSocketDisconnect as exc:
-        _write_handler_record(websocket, disconnect={"code": exc.code, "reason": exc.reason})
+        return await asyncio.wait_for(loop(), wait)
+    except asyncio.TimeoutError:  # not yet the builtin TimeoutError on Python 3.10
+        return {"timeout": wait}
 
 
-async def app_close(websocket: WebSocket) -> None:
-    """Accept, close with ``?code=&reason=``, then receive the follow-up disconnect."""
+def recorded(handler: Handler) -> Callable[[WebSocket], Awaitable[None]]:
+    """Write the handler's line with what it returns, or with how it was stopped."""
+
+    @functools.wraps(handler)
+    async def endpoint(websocket: WebSocket) -> None:
+        try:
+            app = await handler(websocket)
+        except asyncio.CancelledError:
+            _write_handler_record(websocket, {"cancelled": True})
+            raise
+        except Exception as exc:
+            _write_handler_record(websocket, {"raised": f"{type(exc).__name__}: {exc}"})
+            raise
+        _write_handler_record(websocket, app)
+
+    return endpoint
+
+
+@recorded
+async def echo(websocket: WebSocket) -> dict[str, Any]:
+    """Accept, echo text and bytes until the connection ends."""
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return {"disconnect": _message_dict(message)}
+        if message.get("text") is not None:
+            await websocket.send_text(message["text"])
+        elif message.get("bytes") is not None:
+            await websocket.send_bytes(message["bytes"])
+
+
+@recorded
+async def app_close(websocket: WebSocket) -> dict[str, Any]:
+    """Accept, close with ``?code=&reason=``, then receive the follow-up disconnect (bounded)."""
     code = int(websocket.query_params.get("code", "1000"))
     reason = websocket.query_params.get("reason", "")
     await websocket.accept()
     await websocket.close(code=code, reason=reason)
-    message = await asyncio.wait_for(websocket.receive(), _FOLLOW_UP_TIMEOUT)
-    _write_handler_record(websocket, disconnect=_message_dict(message))
+    return await _until_disconnect(websocket)
 
 
-async def reject(websocket: WebSocket) -> None:
-    """Close before accept with ``?code=`` (the client gets HTTP 403)."""
+async def _receive_connect(websocket: WebSocket) -> None:
+    message = await websocket.receive()
+    if message["type"] != "websocket.connect":
+        raise RuntimeError(f"expected websocket.connect first, got {message!r}")
+
+
+@recorded
+async def reject(websocket: WebSocket) -> dict[str, Any]:
+    """Close before accept with ``?code=`` (the client gets HTTP 403); with ``?first=receive``,
+    only after taking websocket.connect (granian 2.8.9's worker panics when the app sends
+    before it received websocket.connect, as Starlette's ``close()`` before accept does)."""
+    if websocket.query_params.get("first") == "receive":
+        await _receive_connect(websocket)
     await websocket.close(code=int(websocket.query_params.get("code", "1000")))
-    _write_handler_record(websocket, disconnect=await _until_disconnect(websocket))
+    return await _until_disconnect(websocket)
 
 
-async def deny(websocket: WebSocket) -> None:
-    """Answer the handshake with a denial response, HTTP 401."""
+@recorded
+async def deny(websocket: WebSocket) -> dict[str, Any]:
+    """Take websocket.connect, then answer the handshake with a denial response, HTTP 401
+    (Starlette raises RuntimeError on a server without the ``websocket.http.response``
+    extension)."""
+    await _receive_connect(websocket)
     await websocket.send_denial_response(Response(status_code=401))
-    _write_handler_record(websocket, disconnect=await _until_disconnect(websocket))
+    return await _until_disconnect(websocket)
 
 
-async def raise_after_accept(websocket: WebSocket) -> None:
-    """Accept, then raise (no handler record: the handler never sees the end)."""
+@recorded
+async def raise_after_accept(websocket: WebSocket) -> dict[str, Any]:
+    """Accept, then raise."""
     await websocket.accept()
     raise RuntimeError("boom from the app")
 
 
-async def return_after_accept(websocket: WebSocket) -> None:
+@recorded
+async def raise_before_accept(websocket: WebSocket) -> dict[str, Any]:
+    """Raise before accepting (servers answer HTTP 500)."""
+    raise RuntimeError("boom before accept")
+
+
+@recorded
+async def return_after_accept(websocket: WebSocket) -> dict[str, Any]:
     """Accept, then return without closing; the handler records the live (open) context."""
     await websocket.accept()
-    _write_handler_record(websocket)
+    return {"returned": True}
+
+
+@recorded
+async def wait_before_accept(websocket: WebSocket) -> dict[str, Any]:
+    """Take websocket.connect, say so in a ``waiting`` line, then wait (bounded) for the end."""
+    await _receive_connect(websocket)
+    _append({"id": connection_id(websocket.scope), "source": "waiting"})
+    return await _until_disconnect(websocket)
 
 
 ROUTES: dict[str, Callable[[WebSocket], Awaitable[None]]] = {
@@ -125,7 +199,9 @@ ROUTES: dict[str, Callable[[WebSocket], Awaitable[None]]] = {
     "/ws/reject": reject,
     "/ws/deny": deny,
     "/ws/raise": raise_after_accept,
+    "/ws/raise-before-accept": raise_before_accept,
     "/ws/return": return_after_accept,
+    "/ws/wait-before-accept": wait_before_accept,
 }
 
 starlette_app = Starlette(routes=[WebSocketRoute(path, func) for path, func in ROUTES.items()])

@@ -1,9 +1,27 @@
-"""Run uvicorn as a subprocess on 127.0.0.1 and read the records its apps write.
+"""Run real ASGI servers as subprocesses on 127.0.0.1 and read the records their apps write.
 
-* :func:`run_server` starts ``python -m uvicorn <app_ref> --port 0 ...``, learns the port from
-  its "Uvicorn running on" line, keeps draining its output in a thread, and stops it by its own
-  PID on exit (SIGTERM, then SIGKILL).
-* :func:`wait_for_records` polls the JSONL file written by ``tests/serverapp.py``.
+Six servers (:data:`SERVERS`): uvicorn with each of its WebSocket implementations, hypercorn,
+daphne and granian, each launched with its own command line, the way its users launch it
+(``shared/facts/servers.md``, "Server commands"), on a port the OS chooses:
+
+* uvicorn (``--port 0``), hypercorn (``-b 127.0.0.1:0``) and daphne (``-p 0``) bind port 0
+  and print the port they got ("Uvicorn running on http://127.0.0.1:PORT", "Running on
+  http://127.0.0.1:PORT", "Listening on TCP address 127.0.0.1:PORT"): that line is the
+  readiness signal.
+* granian cannot report an OS-chosen port (its workers bind their own sockets, and it prints
+  the port it was given) and takes no file descriptor; it does bind with ``SO_REUSEPORT``.
+  So the test process binds 127.0.0.1:0 with ``SO_REUSEPORT`` itself, never listens on it,
+  and keeps it bound while the server runs: the port stays reserved for this test (no other
+  socket can take it), granian binds it too, and only granian's listening socket receives
+  connections. Readiness is the first TCP connection that the port accepts.
+
+Every server runs in a session of its own with SIGINT and SIGQUIT reset to their defaults
+before ``exec`` (a process started from a shell's background job inherits SIGINT ignored, and
+Twisted, hence daphne, then never installs its handler: servers.md, "Method notes"). It is
+stopped by its own PID on exit (SIGTERM, then SIGKILL), and so are the worker processes that
+hypercorn and granian spawn, each by its own PID, should one outlive its parent.
+
+:func:`wait_for_records` polls the JSONL file written by ``tests/serverapp.py``.
 """
 
 from __future__ import annotations
@@ -12,40 +30,154 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 from tests.serverapp import RECORDS_ENV
 
-__all__ = ["REPO_ROOT", "Server", "read_records", "run_server", "wait_for_records"]
+__all__ = [
+    "REPO_ROOT",
+    "SERVERS",
+    "Server",
+    "ServerSpec",
+    "read_records",
+    "run_server",
+    "server_versions",
+    "wait_for_records",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-STARTUP_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
 KILL_TIMEOUT = 5.0
 POLL_INTERVAL = 0.01
 
-_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+# Runs in the child before the server: SIGINT and SIGQUIT back to their defaults, then exec
+# (same PID) the server's own command line with this Python.
+_RESET_SIGNALS_THEN_EXEC = (
+    "import os, signal, sys; "
+    "signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "signal.signal(signal.SIGQUIT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to launch one server, and how it tells its port.
+
+    Attributes:
+        name: The server, as the middleware's server detection names it.
+        package: The distribution whose version names the server in the matrix.
+        command: The arguments after ``python -m``, given the app and the port to bind (0
+            unless the port is reserved by the test process).
+        port_line: The log line that carries the bound port (group 1); ``None`` when the
+            test process reserves the port itself.
+    """
+
+    name: str
+    package: str
+    command: Callable[[str, int], list[str]]
+    port_line: re.Pattern[str] | None
+    #: Other distributions that make up this server (shown next to its version).
+    parts: tuple[str, ...] = ()
+
+
+def _uvicorn(ws: str) -> Callable[[str, int], list[str]]:
+    def command(app_ref: str, port: int) -> list[str]:
+        return ["uvicorn", app_ref, "--host", "127.0.0.1", "--port", str(port), "--ws", ws, "--log-level", "info"]
+
+    return command
+
+
+def _hypercorn(app_ref: str, port: int) -> list[str]:
+    return ["hypercorn", app_ref, "--bind", f"127.0.0.1:{port}", "--log-level", "info"]
+
+
+def _daphne(app_ref: str, port: int) -> list[str]:
+    return ["daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "1", app_ref]
+
+
+def _granian(app_ref: str, port: int) -> list[str]:
+    return [
+        "granian",
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "info",
+        app_ref,
+    ]
+
+
+_UVICORN_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+#: The servers, by the name the middleware's server detection gives them.
+SERVERS: dict[str, ServerSpec] = {
+    spec.name: spec
+    for spec in (
+        ServerSpec("uvicorn-websockets", "uvicorn", _uvicorn("websockets"), _UVICORN_RUNNING, ("websockets",)),
+        ServerSpec(
+            "uvicorn-websockets-sansio",
+            "uvicorn",
+            _uvicorn("websockets-sansio"),
+            _UVICORN_RUNNING,
+            ("websockets",),
+        ),
+        ServerSpec("uvicorn-wsproto", "uvicorn", _uvicorn("wsproto"), _UVICORN_RUNNING, ("wsproto",)),
+        ServerSpec(
+            "hypercorn", "hypercorn", _hypercorn, re.compile(r"Running on http://127\.0\.0\.1:(\d+)"), ("wsproto",)
+        ),
+        ServerSpec(
+            "daphne",
+            "daphne",
+            _daphne,
+            re.compile(r"Listening on TCP address 127\.0\.0\.1:(\d+)"),
+            ("twisted", "autobahn"),
+        ),
+        ServerSpec("granian", "granian", _granian, None),
+    )
+}
+
+# uvicorn's --ws names, accepted by run_server for the uvicorn-only tests.
+_UVICORN_IMPLS = {"websockets", "websockets-sansio", "wsproto"}
+
+
+def server_versions(name: str) -> dict[str, str]:
+    """The installed versions that make up server ``name``: its package, then its parts."""
+    spec = SERVERS[name]
+    return {package: metadata.version(package) for package in (spec.package, *spec.parts)}
 
 
 class Server:
-    """A running uvicorn subprocess: its port, PID, and the log it has printed so far."""
+    """A running server subprocess: its port, PID, and the log it has printed so far."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], description: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], description: str, port_line: re.Pattern[str] | None) -> None:
         self.proc = proc
         self.description = description
         self.port: int = 0
+        self._port_line = port_line
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._drain, name=f"uvicorn-{proc.pid}-output", daemon=True)
+        # (pid, start time) of the worker processes seen, so that each is stopped by its PID.
+        self._workers: set[tuple[int, int]] = set()
+        self._reader = threading.Thread(target=self._drain, name=f"server-{proc.pid}-output", daemon=True)
         self._reader.start()
 
     @property
@@ -63,6 +195,7 @@ class Server:
 
     def send_signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to this server's process (only if it has not been reaped)."""
+        self._note_workers()
         self.proc.send_signal(sig)
 
     def wait_exit(self, timeout: float) -> int:
@@ -73,7 +206,8 @@ class Server:
             raise AssertionError(f"server did not exit within {timeout} s; {self.describe()}") from None
 
     def stop(self) -> None:
-        """SIGTERM this process, wait, SIGKILL it if it is still there; reap it."""
+        """SIGTERM this process, wait, SIGKILL it if it is still there; reap it; then its workers."""
+        self._note_workers()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -81,16 +215,35 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(KILL_TIMEOUT)
+        # A worker normally exits with its parent; one that did not is killed by its own PID.
+        for pid, started in sorted(self._workers):
+            if not _wait_gone(pid, started, KILL_TIMEOUT):
+                _kill_if_same(pid, started)
+                _wait_gone(pid, started, KILL_TIMEOUT)
         self._reader.join(KILL_TIMEOUT)
         stdout: IO[bytes] | None = self.proc.stdout
         if stdout is not None:
             stdout.close()
 
+    def _note_workers(self) -> None:
+        if self.proc.poll() is None:
+            self._workers.update(_descendants(self.proc.pid))
+
     def _wait_ready(self, timeout: float) -> None:
-        if not self._ready.wait(timeout):
-            raise RuntimeError(f"uvicorn did not start within {timeout} s; {self.describe()}")
-        if not self.port:
-            raise RuntimeError(f"uvicorn exited before it was ready; {self.describe()}")
+        deadline = time.monotonic() + timeout
+        if self._port_line is not None:
+            if not self._ready.wait(timeout):
+                raise RuntimeError(f"the server did not start within {timeout} s; {self.describe()}")
+            if not self.port:
+                raise RuntimeError(f"the server exited before it was ready; {self.describe()}")
+        else:
+            while not _accepts(self.port):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the server exited before it was ready; {self.describe()}")
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"the server did not listen within {timeout} s; {self.describe()}")
+                time.sleep(POLL_INTERVAL)
+        self._note_workers()
 
     def _drain(self) -> None:
         stdout = self.proc.stdout
@@ -100,8 +253,8 @@ class Server:
                 line = raw.decode("utf-8", "replace")
                 with self._lock:
                     self._lines.append(line)
-                if not self.port:
-                    match = _RUNNING.search(line)
+                if self._port_line is not None and not self.port:
+                    match = self._port_line.search(line)
                     if match:
                         self.port = int(match.group(1))
                         self._ready.set()
@@ -114,43 +267,120 @@ class Server:
 @contextmanager
 def run_server(
     app_ref: str,
-    ws_impl: str,
+    server: str,
     records_path: Path,
     *,
     startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Iterator[Server]:
-    """Run ``uvicorn app_ref --ws ws_impl`` on 127.0.0.1, an OS-chosen port, cwd = repo root."""
+    """Run ``server`` (a name of :data:`SERVERS`, or one of uvicorn's ``--ws`` choices) with
+    ``app_ref`` on 127.0.0.1, on an OS-chosen port, with the repository root as its cwd."""
+    spec = SERVERS[f"uvicorn-{server}" if server in _UVICORN_IMPLS else server]
     env = {**os.environ, RECORDS_ENV: str(records_path), "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app_ref,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--ws",
-        ws_impl,
-        "--log-level",
-        "info",
-    ]
-    proc = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        # Own session: a Ctrl-C in the terminal reaches pytest, which stops the server itself.
-        start_new_session=True,
-    )
-    server = Server(proc, f"{app_ref} --ws {ws_impl}")
+    reserved: socket.socket | None = None
+    port = 0
+    if spec.port_line is None:
+        reserved = _reserve_port()
+        port = reserved.getsockname()[1]
     try:
-        server._wait_ready(startup_timeout)
-        yield server
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _RESET_SIGNALS_THEN_EXEC, "-m", *spec.command(app_ref, port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Own session: a Ctrl-C in the terminal reaches pytest, which stops the server itself.
+            start_new_session=True,
+        )
+        instance = Server(proc, f"{spec.name} {app_ref}", spec.port_line)
+        instance.port = port
+        try:
+            instance._wait_ready(startup_timeout)
+            yield instance
+        finally:
+            instance.stop()
     finally:
-        server.stop()
+        if reserved is not None:
+            reserved.close()
+
+
+def _reserve_port() -> socket.socket:
+    # Bound, never listening: it holds the port and receives no connection.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+# Worker processes, by PID and start time (so that a recycled PID is never signalled).
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(parent PID, start time) of a process, from /proc; None if it is gone (or no /proc)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces.
+    fields = text[text.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def _descendants(pid: int) -> set[tuple[int, int]]:
+    children: dict[int, list[tuple[int, int]]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return set()
+    for entry in entries:
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat is not None:
+                children.setdefault(stat[0], []).append((int(entry), stat[1]))
+    found: set[tuple[int, int]] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child[0])
+    return found
+
+
+def _alive(pid: int, started: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[1] == started
+
+
+def _wait_gone(pid: int, started: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid, started):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
+    return True
+
+
+def _kill_if_same(pid: int, started: int) -> None:
+    if _alive(pid, started):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
