@@ -50,6 +50,8 @@ class ServerQuirks:
         return_close: The same, when the app returns after accept without closing.
         cancel_close: The close code the client gets when the server cancels the app's task
             (at shutdown), or ``None``.
+        own_closes: ``(code, reason)`` pairs that this server reports when it fails the
+            connection itself, beyond the texts of ``_signatures.py``.
         facts: The measured facts (servers.md) this entry encodes.
     """
 
@@ -59,6 +61,7 @@ class ServerQuirks:
     error_close: int | None = None
     return_close: int | None = None
     cancel_close: int | None = None
+    own_closes: frozenset[tuple[int, str]] = frozenset()
     facts: str = ""
 
 
@@ -89,7 +92,11 @@ SERVERS: dict[str, ServerQuirks] = {
         ServerQuirks(
             name="uvicorn-websockets-sansio",
             drop="1005 without reason",
-            facts=f"{_UVICORN_FACTS}; C4: a drop is 1005 with no reason key",
+            # A text frame that is not UTF-8: uvicorn sends 1007 without a reason and reports
+            # that (Autobahn 6.3-6.6; uvicorn's send_receive_event_to_app).
+            own_closes=frozenset({(1007, "")}),
+            facts=f"{_UVICORN_FACTS}; C4: a drop is 1005 with no reason key; Autobahn 6.x: invalid "
+            "UTF-8 text makes it fail the connection with 1007 and report (1007, '')",
         ),
         ServerQuirks(
             name="uvicorn-wsproto",

@@ -462,7 +462,7 @@ class CloseTracker:
         self.received = Close(code, reason)
         if not self.quirks.client_reason:
             self._unknown = _REASON_UNKNOWN
-        if is_server_generated(code, reason):
+        if (code, reason) in self.quirks.own_closes or is_server_generated(code, reason):
             self.initiator = "server"
             self.received_then_sent = False
             # A server fails the connection on a protocol error; 1012 is an orderly restart.

@@ -178,3 +178,13 @@ def test_uvicorn_without_its_implementation_reads_drops_as_drops() -> None:
     tracker = opened("uvicorn")
     tracker.receive({"type": "websocket.disconnect", "code": 1005})
     assert (tracker.code, tracker.clean) == (1006, False)
+
+
+def test_sansio_reports_its_own_1007_for_invalid_utf8_text() -> None:
+    sansio = opened("uvicorn-websockets-sansio")
+    sansio.receive({"type": "websocket.disconnect", "code": 1007, "reason": ""})
+    assert (sansio.initiator, sansio.clean, sansio.received_then_sent) == ("server", False, False)
+    # The same report elsewhere is a client's close.
+    wsproto = opened("uvicorn-wsproto")
+    wsproto.receive({"type": "websocket.disconnect", "code": 1007, "reason": ""})
+    assert (wsproto.initiator, wsproto.clean) == ("client", True)

@@ -1,0 +1,27 @@
+"""Ready-made ``on_close`` hooks for logging, Prometheus and OpenTelemetry.
+
+Each integration lives in its own module, so that importing one never imports another's
+third-party library:
+
+* :mod:`asgi_ws_close.integrations.logging`: :class:`~asgi_ws_close.integrations.logging.LogCloseHook`
+  and the ready hook ``log_close``, one structured line per close on the ``asgi_ws_close``
+  logger (standard library only).
+* :mod:`asgi_ws_close.integrations.prometheus`:
+  :class:`~asgi_ws_close.integrations.prometheus.PrometheusCloseMetrics`, a counter of
+  closes, a histogram of durations and a gauge of active connections
+  (``pip install "asgi-ws-close[prometheus]"``).
+* :mod:`asgi_ws_close.integrations.otel`:
+  :class:`~asgi_ws_close.integrations.otel.OpenTelemetryCloseInstrumentation`, close attributes on the
+  connection's span and close metrics through the OpenTelemetry API
+  (``pip install "asgi-ws-close[otel]"``).
+
+All of them run after the connection ended, never on the message path, and pass every
+peer-controlled value through :func:`sanitize_reason` (logs, span attributes) or
+:func:`code_label` (metric labels), re-exported here.
+"""
+
+from __future__ import annotations
+
+from .._sanitize import CODE_LABELS, ELLIPSIS, MAX_REASON_LENGTH, code_label, sanitize_reason
+
+__all__ = ["CODE_LABELS", "ELLIPSIS", "MAX_REASON_LENGTH", "code_label", "sanitize_reason"]
