@@ -171,7 +171,7 @@ class OpenTelemetryCloseInstrumentation:
             return
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_attributes(self.span_attributes(context))
+            span.set_attributes(self._span_attributes(context))
         attributes: dict[str, AttributeValue] = {ATTR_CLEAN: bool(context.clean)}
         if context.initiator is not None:
             attributes[ATTR_INITIATOR] = context.initiator
@@ -180,7 +180,7 @@ class OpenTelemetryCloseInstrumentation:
         self.connection_duration.record(duration, attributes)
         self.closes.add(1, {**attributes, ATTR_CODE: code_label(context.code, self.keep_codes)})
 
-    def span_attributes(self, context: CloseContext) -> dict[str, AttributeValue]:
+    def _span_attributes(self, context: CloseContext) -> dict[str, AttributeValue]:
         """Return the span attributes of an ended connection (see the module's table)."""
         code = context.code
         assert code is not None  # ended connections always have a code

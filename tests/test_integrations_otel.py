@@ -1,0 +1,335 @@
+"""The OpenTelemetry integration, against the SDK's in-memory exporters.
+
+The connection's span is opened by an ASGI wrapper outside the middleware, where
+``OpenTelemetryMiddleware`` (opentelemetry-instrumentation-asgi, not installable here)
+would open it: the hook runs in the connection's task, inside that span. Providers are
+passed explicitly; the global ones (set-once) are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from asgi_ws_close import WebSocketCloseMiddleware
+from asgi_ws_close._types import ASGIApp, Message, Receive, Scope, Send
+from asgi_ws_close.integrations import ELLIPSIS
+from asgi_ws_close.integrations.otel import (
+    ATTR_CLEAN,
+    ATTR_CODE,
+    ATTR_INITIATOR,
+    ATTR_REASON,
+    ATTR_RECEIVED_MESSAGES,
+    ATTR_SENT_MESSAGES,
+    ATTR_STATE,
+    DEFAULT_DURATION_BUCKETS,
+    METER_NAME,
+    METRIC_ACTIVE_CONNECTIONS,
+    METRIC_CLOSES,
+    METRIC_DURATION,
+    OpenTelemetryCloseInstrumentation,
+)
+
+
+@dataclass
+class Telemetry:
+    spans: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+
+    def finished(self) -> list[ReadableSpan]:
+        return list(self.spans.get_finished_spans())
+
+    def points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        if data is None:
+            return []
+        found: list[Any] = []
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if metric.name == name:
+                        assert scope_metrics.scope.name == METER_NAME
+                        found += list(metric.data.data_points)
+        return found
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield Telemetry(spans, reader, tracer_provider, meter_provider)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+def _with_span(app: ASGIApp, provider: TracerProvider) -> ASGIApp:
+    # Where OpenTelemetryMiddleware sits: outermost, one span per connection.
+    tracer = provider.get_tracer("tests")
+
+    async def traced(scope: Scope, receive: Receive, send: Send) -> None:
+        with tracer.start_as_current_span(f"websocket {scope['path']}", kind=trace.SpanKind.SERVER):
+            await app(scope, receive, send)
+
+    return traced
+
+
+async def _drive(app: ASGIApp, inbound: list[Message]) -> list[Message]:
+    pending = list(inbound)
+    outbound: list[Message] = []
+
+    async def receive() -> Message:
+        return pending.pop(0)
+
+    async def send(message: Message) -> None:
+        outbound.append(message)
+
+    scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"", "headers": []}
+    await app(scope, receive, send)
+    return outbound
+
+
+def _endpoint(action: str) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        if action == "reject":
+            await send({"type": "websocket.close", "code": 4001})
+            return
+        await send({"type": "websocket.accept"})
+        if action == "raise":
+            raise KeyError("boom")
+        if action == "close":
+            await send({"type": "websocket.close", "code": 4003, "reason": "nope\n"})
+        while (message := await receive())["type"] != "websocket.disconnect":
+            await send({"type": "websocket.send", "text": message.get("text")})
+
+    return app
+
+
+def _instrumented(
+    telemetry: Telemetry, action: str, **options: Any
+) -> tuple[ASGIApp, OpenTelemetryCloseInstrumentation]:
+    otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider, **options)
+    app = otel.middleware(WebSocketCloseMiddleware(_endpoint(action), on_close=otel.on_close))
+    return _with_span(app, telemetry.tracer_provider), otel
+
+
+CONNECT: Message = {"type": "websocket.connect"}
+
+
+def _disconnect(code: int, reason: str = "") -> Message:
+    return {"type": "websocket.disconnect", "code": code, "reason": reason}
+
+
+def test_client_close_sets_span_attributes_and_metrics(telemetry: Telemetry) -> None:
+    app, _ = _instrumented(telemetry, "echo", keep_codes={4001})
+    hello: Message = {"type": "websocket.receive", "text": "hi"}
+    asyncio.run(_drive(app, [CONNECT, hello, hello, _disconnect(4001, "bye\x1b[31m")]))
+    [span] = telemetry.finished()
+    assert dict(span.attributes or {}) == {
+        ATTR_CODE: 4001,
+        ATTR_REASON: "bye\\x1b[31m",
+        ATTR_INITIATOR: "client",
+        ATTR_CLEAN: True,
+        ATTR_STATE: "closed",
+        ATTR_RECEIVED_MESSAGES: 2,
+        ATTR_SENT_MESSAGES: 2,
+    }
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert isinstance(closes, NumberDataPoint)
+    assert closes.value == 1
+    assert dict(closes.attributes or {}) == {ATTR_CODE: "4001", ATTR_INITIATOR: "client", ATTR_CLEAN: True}
+    [duration] = telemetry.points(METRIC_DURATION)
+    assert isinstance(duration, HistogramDataPoint)
+    assert duration.count == 1
+    assert tuple(duration.explicit_bounds) == DEFAULT_DURATION_BUCKETS
+    assert dict(duration.attributes or {}) == {ATTR_INITIATOR: "client", ATTR_CLEAN: True}
+    [active] = telemetry.points(METRIC_ACTIVE_CONNECTIONS)
+    assert active.value == 0
+
+
+@pytest.mark.parametrize(
+    ("action", "inbound", "span_attributes", "metric_attributes"),
+    [
+        (
+            "close",
+            [CONNECT, _disconnect(4003, "nope\n")],
+            {ATTR_CODE: 4003, ATTR_REASON: "nope\\n", ATTR_INITIATOR: "app", ATTR_CLEAN: True, ATTR_STATE: "closed"},
+            {ATTR_CODE: "4xxx", ATTR_INITIATOR: "app", ATTR_CLEAN: True},
+        ),
+        (
+            "echo",
+            [CONNECT, _disconnect(1006)],
+            {ATTR_CODE: 1006, ATTR_REASON: "", ATTR_CLEAN: False, ATTR_STATE: "closed"},
+            {ATTR_CODE: "1006", ATTR_CLEAN: False},
+        ),
+        (
+            "echo",
+            [CONNECT, _disconnect(1012)],
+            {ATTR_CODE: 1012, ATTR_REASON: "", ATTR_INITIATOR: "server", ATTR_CLEAN: True, ATTR_STATE: "closed"},
+            {ATTR_CODE: "1012", ATTR_INITIATOR: "server", ATTR_CLEAN: True},
+        ),
+        (
+            "reject",
+            [CONNECT],
+            {
+                ATTR_CODE: 1006,
+                ATTR_REASON: "",
+                ATTR_INITIATOR: "app",
+                ATTR_CLEAN: False,
+                ATTR_STATE: "rejected",
+                "http.response.status_code": 403,
+            },
+            {ATTR_CODE: "1006", ATTR_INITIATOR: "app", ATTR_CLEAN: False},
+        ),
+    ],
+    ids=["app-close", "transport-lost", "server-restart", "rejected"],
+)
+def test_scenarios(
+    telemetry: Telemetry,
+    action: str,
+    inbound: list[Message],
+    span_attributes: dict[str, Any],
+    metric_attributes: dict[str, Any],
+) -> None:
+    app, _ = _instrumented(telemetry, action)
+    asyncio.run(_drive(app, inbound))
+    [span] = telemetry.finished()
+    attributes = dict(span.attributes or {})
+    del attributes[ATTR_RECEIVED_MESSAGES], attributes[ATTR_SENT_MESSAGES]
+    assert attributes == span_attributes
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert dict(closes.attributes or {}) == metric_attributes
+
+
+def test_app_errors_set_error_type_and_still_propagate(telemetry: Telemetry) -> None:
+    app, _ = _instrumented(telemetry, "raise")
+    with pytest.raises(KeyError, match="boom"):
+        asyncio.run(_drive(app, [CONNECT]))
+    [span] = telemetry.finished()
+    attributes = dict(span.attributes or {})
+    assert attributes["error.type"] == "KeyError"
+    assert (attributes[ATTR_CODE], attributes[ATTR_INITIATOR], attributes[ATTR_CLEAN]) == (1006, "app", False)
+    # The span's own instrumentation records the exception itself; we add no event.
+    assert [event.name for event in span.events] == ["exception"]
+    [active] = telemetry.points(METRIC_ACTIVE_CONNECTIONS)
+    assert active.value == 0
+
+
+def test_reasons_are_sanitised_and_capped_or_left_out(telemetry: Telemetry) -> None:
+    app, _ = _instrumented(telemetry, "echo", max_length=8)
+    asyncio.run(_drive(app, [CONNECT, _disconnect(4001, "a\nlong reason")]))
+    app, _ = _instrumented(telemetry, "echo", record_reason=False)
+    asyncio.run(_drive(app, [CONNECT, _disconnect(4001, "personal data")]))
+    capped, left_out = telemetry.finished()
+    assert (capped.attributes or {})[ATTR_REASON] == "a\\nlong" + ELLIPSIS
+    assert ATTR_REASON not in (left_out.attributes or {})
+
+
+def test_private_codes_collapse_in_metrics_but_not_on_spans(telemetry: Telemetry) -> None:
+    app, _ = _instrumented(telemetry, "echo")
+    for code in range(3000, 3100):
+        asyncio.run(_drive(app, [CONNECT, _disconnect(code, f"reason {code}")]))
+    codes = {(span.attributes or {})[ATTR_CODE] for span in telemetry.finished()}
+    assert codes == set(range(3000, 3100))
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert closes.value == 100
+    assert dict(closes.attributes or {}) == {ATTR_CODE: "3xxx", ATTR_INITIATOR: "client", ATTR_CLEAN: True}
+
+
+def test_without_an_active_span_only_metrics_are_recorded(telemetry: Telemetry) -> None:
+    otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider)
+    app = WebSocketCloseMiddleware(_endpoint("echo"), on_close=otel.on_close)
+    assert not trace.get_current_span().is_recording()
+    asyncio.run(_drive(app, [CONNECT, _disconnect(1000)]))
+    assert telemetry.finished() == []
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert closes.value == 1
+
+
+def test_a_span_that_is_not_recording_is_left_alone(telemetry: Telemetry) -> None:
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    seen: list[bool] = []
+    otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider)
+
+    def spy(context: Any, scope: Scope) -> None:
+        seen.append(trace.get_current_span().is_recording())
+
+    app = _with_span(WebSocketCloseMiddleware(_endpoint("echo"), on_close=[spy, otel.on_close]), provider)
+    asyncio.run(_drive(app, [CONNECT, _disconnect(1000)]))
+    assert seen == [False]
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert closes.value == 1
+
+
+def test_the_active_connections_counter_follows_each_websocket(telemetry: Telemetry) -> None:
+    otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider)
+    inside: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        [point] = telemetry.points(METRIC_ACTIVE_CONNECTIONS)
+        inside.append(point.value)
+
+    async def other(scope: Scope, receive: Receive, send: Send) -> None:
+        pass
+
+    async def main() -> None:
+        await otel.middleware(app)({"type": "websocket"}, _no_receive, _no_send)
+        await otel.middleware(other)({"type": "http"}, _no_receive, _no_send)
+
+    asyncio.run(main())
+    assert inside == [1]
+    [point] = telemetry.points(METRIC_ACTIVE_CONNECTIONS)
+    assert point.value == 0
+
+
+async def _no_receive() -> Message:
+    raise AssertionError("not called")
+
+
+async def _no_send(message: Message) -> None:
+    raise AssertionError("not called")
+
+
+def test_a_live_connection_records_nothing(telemetry: Telemetry) -> None:
+    from asgi_ws_close import CloseContext, CloseTracker
+
+    otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider)
+    otel.on_close(CloseContext(CloseTracker()), {})
+    assert telemetry.points(METRIC_CLOSES) == []
+
+
+def test_the_global_providers_by_default() -> None:
+    # No SDK configured globally: the API's proxies take the records and drop them.
+    otel = OpenTelemetryCloseInstrumentation()
+    app = otel.middleware(WebSocketCloseMiddleware(_endpoint("echo"), on_close=otel.on_close))
+    asyncio.run(_drive(app, [CONNECT, _disconnect(1000)]))
+
+
+def test_max_length_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        OpenTelemetryCloseInstrumentation(max_length=0)
+
+
+def test_a_clear_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # what a missing package looks like
+    monkeypatch.delitem(sys.modules, "asgi_ws_close.integrations.otel")
+    with pytest.raises(ImportError, match=r'pip install "asgi-ws-close\[otel\]"'):
+        importlib.import_module("asgi_ws_close.integrations.otel")

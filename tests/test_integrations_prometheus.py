@@ -1,0 +1,523 @@
+"""The Prometheus integration: code labels, the metrics, the gauge's middleware, real servers.
+
+* ``code_label``: exact labels, and a bound that no code can break.
+* ``PrometheusCloseMetrics`` on a private registry: one sample per scenario, names, options.
+* The active-connections middleware, in process: up while a WebSocket is served, down after
+  a return, a raise or a cancellation; nothing for other scopes.
+* Real uvicorn (``server`` marker): ``--workers 2`` in multiprocess mode scraped over HTTP
+  with exact counts, and 10,000 connections with distinct codes and hostile reasons whose
+  labels stay bounded and whose log lines stay clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from asgi_ws_close import CloseContext, CloseTracker, WebSocketCloseMiddleware
+from asgi_ws_close._types import Message, Receive, Scope, Send
+from asgi_ws_close.integrations import CODE_LABELS, code_label, sanitize_reason
+from asgi_ws_close.integrations.prometheus import DEFAULT_DURATION_BUCKETS, PrometheusCloseMetrics
+
+CLOSES = "websocket_server_closes_total"
+DURATION = "websocket_server_connection_duration_seconds"
+ACTIVE = "websocket_server_active_connections"
+
+
+# code_label.
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (1000, "1000"),
+        (1001, "1001"),
+        (1003, "1003"),
+        (1004, "1xxx"),  # reserved
+        (1005, "1005"),
+        (1006, "1006"),
+        (1011, "1011"),
+        (1015, "1015"),
+        (1016, "1xxx"),
+        (1999, "1xxx"),
+        (2000, "2xxx"),
+        (2999, "2xxx"),
+        (3000, "3xxx"),
+        (3999, "3xxx"),
+        (4000, "4xxx"),
+        (4001, "4xxx"),
+        (4999, "4xxx"),
+        (5000, "other"),
+        (999, "other"),
+        (0, "other"),
+        (-1, "other"),
+        (65535, "other"),
+        (None, "none"),
+    ],
+)
+def test_code_label(code: int | None, expected: str) -> None:
+    assert code_label(code) == expected
+
+
+def test_code_label_keeps_the_codes_asked_for() -> None:
+    keep = frozenset({4001, 3003, 7000})
+    assert [code_label(code, keep) for code in (4001, 4002, 3003, 7000, 1000)] == [
+        "4001",
+        "4xxx",
+        "3003",
+        "7000",
+        "1000",
+    ]
+
+
+def test_code_label_takes_intenum_members() -> None:
+    from asgi_ws_close import CloseCode
+
+    assert code_label(CloseCode.GOING_AWAY) == "1001"
+
+
+def test_no_code_escapes_the_label_set() -> None:
+    labels = {code_label(code) for code in range(-10, 70_000)} | {code_label(None)}
+    assert labels == CODE_LABELS
+    assert len(CODE_LABELS) == 21
+
+
+# The metrics, fed contexts by hand.
+
+
+def _context(*events: tuple[str, Message], error: BaseException | None = None, duration: float = 2.5) -> CloseContext:
+    times = iter([0.0, duration])
+    tracker = CloseTracker(clock=lambda: next(times))
+    for direction, message in events:
+        getattr(tracker, direction)(message)
+    tracker.app_exited(error)
+    return CloseContext(tracker)
+
+
+CONNECT = ("receive", {"type": "websocket.connect"})
+ACCEPT = ("send", {"type": "websocket.accept"})
+
+
+def _disconnect(code: int, reason: str = "") -> tuple[str, Message]:
+    return ("receive", {"type": "websocket.disconnect", "code": code, "reason": reason})
+
+
+SCENARIOS: list[tuple[str, CloseContext, tuple[str, str, str]]] = [
+    ("client", _context(CONNECT, ACCEPT, _disconnect(4001, "bye")), ("client", "4001", "true")),
+    ("client-private", _context(CONNECT, ACCEPT, _disconnect(4321, "x")), ("client", "4xxx", "true")),
+    ("client-library", _context(CONNECT, ACCEPT, _disconnect(3008, "x")), ("client", "3xxx", "true")),
+    ("client-1000", _context(CONNECT, ACCEPT, _disconnect(1000)), ("client", "1000", "true")),
+    (
+        "app",
+        _context(CONNECT, ACCEPT, ("send", {"type": "websocket.close", "code": 4003}), _disconnect(4003)),
+        ("app", "4xxx", "true"),
+    ),
+    ("lost", _context(CONNECT, ACCEPT, _disconnect(1006)), ("none", "1006", "false")),
+    ("server-restart", _context(CONNECT, ACCEPT, _disconnect(1012)), ("server", "1012", "true")),
+    ("app-raised", _context(CONNECT, ACCEPT, error=RuntimeError("boom")), ("app", "1006", "false")),
+    ("rejected", _context(CONNECT, ("send", {"type": "websocket.close", "code": 4001})), ("app", "1006", "false")),
+]
+
+
+@pytest.mark.parametrize(("context", "labels"), [s[1:] for s in SCENARIOS], ids=[s[0] for s in SCENARIOS])
+def test_each_close_is_counted_once_with_bounded_labels(context: CloseContext, labels: tuple[str, str, str]) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry, keep_codes={4001})
+    metrics.on_close(context, {"type": "websocket"})
+    initiator, code, clean = labels
+    assert registry.get_sample_value(CLOSES, {"initiator": initiator, "code": code, "clean": clean}) == 1.0
+    assert _total(registry, CLOSES) == 1.0
+    histogram = {"initiator": initiator, "clean": clean}
+    assert registry.get_sample_value(f"{DURATION}_count", histogram) == 1.0
+    assert registry.get_sample_value(f"{DURATION}_sum", histogram) == 2.5
+    assert registry.get_sample_value(f"{DURATION}_bucket", {**histogram, "le": "1.0"}) == 0.0
+    assert registry.get_sample_value(f"{DURATION}_bucket", {**histogram, "le": "5.0"}) == 1.0
+
+
+def _total(registry: CollectorRegistry, name: str) -> float:
+    return sum(sample.value for metric in registry.collect() for sample in metric.samples if sample.name == name)
+
+
+def test_reasons_are_never_labels() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry)
+    for i in range(200):
+        metrics.on_close(_context(CONNECT, ACCEPT, _disconnect(3000 + i, f"reason {i}\n")), {})
+    exposition = generate_latest(registry).decode()
+    assert "reason" not in exposition
+    assert registry.get_sample_value(CLOSES, {"initiator": "client", "code": "3xxx", "clean": "true"}) == 200.0
+
+
+def test_a_live_connection_is_not_counted() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry)
+    tracker = CloseTracker()
+    tracker.send({"type": "websocket.accept"})
+    metrics.on_close(CloseContext(tracker), {})
+    assert _total(registry, CLOSES) == 0.0
+
+
+def test_names_help_and_buckets() -> None:
+    registry = CollectorRegistry()
+    PrometheusCloseMetrics(registry=registry)
+    exposition = generate_latest(registry).decode()
+    for line in (
+        f"# TYPE {CLOSES} counter",
+        f"# TYPE {DURATION} histogram",
+        f"# TYPE {ACTIVE} gauge",
+        f"{ACTIVE} 0.0",
+    ):
+        assert line in exposition
+    assert DEFAULT_DURATION_BUCKETS[0] == 0.01 and DEFAULT_DURATION_BUCKETS[-1] == 86400.0
+
+
+def test_duration_buckets() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry, duration_buckets=(1.0, 10.0))
+    metrics.on_close(_context(CONNECT, ACCEPT, _disconnect(1000), duration=5.0), {})
+    buckets = {
+        sample.labels["le"]: sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == f"{DURATION}_bucket"
+    }
+    assert buckets == {"1.0": 0.0, "10.0": 1.0, "+Inf": 1.0}
+
+
+def test_namespace_and_subsystem() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry, namespace="chat", subsystem="ws")
+    metrics.on_close(_context(CONNECT, ACCEPT, _disconnect(1000)), {})
+    assert registry.get_sample_value("chat_ws_closes_total", {"initiator": "client", "code": "1000", "clean": "true"})
+
+
+def test_registering_twice_is_refused_by_prometheus_client() -> None:
+    registry = CollectorRegistry()
+    PrometheusCloseMetrics(registry=registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        PrometheusCloseMetrics(registry=registry)
+
+
+def test_no_registry() -> None:
+    metrics = PrometheusCloseMetrics(registry=None)
+    metrics.on_close(_context(CONNECT, ACCEPT, _disconnect(1000)), {})
+    [family] = metrics.closes.collect()
+    assert [(sample.labels, sample.value) for sample in family.samples if sample.name == CLOSES] == [
+        ({"initiator": "client", "code": "1000", "clean": "true"}, 1.0)
+    ]
+
+
+def test_the_default_registry_is_prometheus_clients() -> None:
+    import prometheus_client
+
+    # Bound at import, as prometheus-client's own metrics bind theirs.
+    assert (PrometheusCloseMetrics.__init__.__kwdefaults__ or {})["registry"] is prometheus_client.REGISTRY
+
+
+def test_a_clear_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # what a missing package looks like
+    monkeypatch.delitem(sys.modules, "asgi_ws_close.integrations.prometheus")
+    with pytest.raises(ImportError, match=r'pip install "asgi-ws-close\[prometheus\]"'):
+        importlib.import_module("asgi_ws_close.integrations.prometheus")
+
+
+# The active-connections middleware, in process.
+
+
+def _scope(kind: str = "websocket") -> Scope:
+    return {"type": kind, "path": "/ws", "query_string": b"", "headers": []}
+
+
+async def _never_receive() -> Message:
+    raise AssertionError("not called")
+
+
+async def _ignore_send(message: Message) -> None:
+    pass
+
+
+def _run_with_gauge(app: Callable[[Scope, Receive, Send], Awaitable[None]], kind: str = "websocket") -> list[float]:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry)
+    seen: list[float] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(registry.get_sample_value(ACTIVE) or 0.0)
+        await app(scope, receive, send)
+
+    wrapped = metrics.middleware(inner)
+
+    async def main() -> None:
+        try:
+            await wrapped(_scope(kind), _never_receive, _ignore_send)
+        finally:
+            seen.append(registry.get_sample_value(ACTIVE) or 0.0)
+
+    try:
+        asyncio.run(main())
+    except BaseException:
+        pass
+    return seen
+
+
+async def _returns(scope: Scope, receive: Receive, send: Send) -> None:
+    pass
+
+
+async def _raises(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("boom")
+
+
+async def _cancelled(scope: Scope, receive: Receive, send: Send) -> None:
+    raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize("app", [_returns, _raises, _cancelled], ids=["returns", "raises", "cancelled"])
+def test_the_gauge_follows_each_websocket(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+    assert _run_with_gauge(app) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("kind", ["http", "lifespan"])
+def test_other_scopes_leave_the_gauge_alone(kind: str) -> None:
+    assert _run_with_gauge(_returns, kind) == [0.0, 0.0]
+
+
+def test_the_middleware_passes_receive_and_send_untouched() -> None:
+    metrics = PrometheusCloseMetrics(registry=CollectorRegistry())
+    got: list[object] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        got.extend([receive, send])
+
+    async def main() -> None:
+        await metrics.middleware(app)(_scope(), _never_receive, _ignore_send)
+
+    asyncio.run(main())
+    assert got == [_never_receive, _ignore_send]
+
+
+def test_the_starlette_recipe() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry)
+    inside: list[float | None] = []
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        inside.append(registry.get_sample_value(ACTIVE))
+        try:
+            await websocket.receive_text()
+        except WebSocketDisconnect:
+            pass
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    app.add_middleware(WebSocketCloseMiddleware, on_close=metrics.on_close)
+    app.add_middleware(metrics.middleware)
+    with TestClient(app).websocket_connect("/ws") as websocket:
+        websocket.close(4001, "bye")
+    assert inside == [1.0]
+    assert registry.get_sample_value(ACTIVE) == 0.0
+    assert registry.get_sample_value(CLOSES, {"initiator": "client", "code": "4xxx", "clean": "true"}) == 1.0
+
+
+# Real servers.
+
+HOSTILE: list[bytes] = [
+    b"bye",
+    b"two\nlines",
+    b"\r\nINFO forged",
+    b"\x1b[2J\x1b[31mansi\x1b[0m",
+    b"nul\x00byte",
+    b"\x7fdel",
+    "c1\u0085\u009b".encode(),
+    "bidi\u202e".encode(),
+    "é".encode() * 50,
+    "😀".encode() * 25,
+    b"back\\slash",
+]
+
+
+def _payload(code: int, reason: bytes) -> bytes:
+    return code.to_bytes(2, "big") + reason
+
+
+async def _gather_bounded(coroutines: list[Awaitable[Any]], limit: int) -> list[Any]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(coroutine: Awaitable[Any]) -> Any:
+        async with semaphore:
+            return await coroutine
+
+    return list(await asyncio.gather(*(one(c) for c in coroutines)))
+
+
+@pytest.mark.server
+@pytest.mark.timeout(180)
+def test_multiprocess_mode_with_two_workers_scraped_over_http(tmp_path: Path) -> None:
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    from tests.obsapp import closes_by_labels, raw_close, run_uvicorn, sample_value, scrape, wait_until
+
+    multiproc = tmp_path / "prom"
+    with run_uvicorn(tmp_path / "obs", workers=2, multiproc_dir=multiproc) as server:
+        base = f"ws://127.0.0.1:{server.port}"
+
+        async def open_ws(path: str) -> tuple[ClientConnection, str]:
+            ws = await connect(base + path, proxy=None, open_timeout=10, close_timeout=10, compression=None)
+            pid = await asyncio.wait_for(ws.recv(), 10)
+            assert isinstance(pid, str)
+            return ws, pid
+
+        async def scenario() -> tuple[int, set[str], str]:
+            # Held connections until both workers serve some: the kernel picks the worker.
+            held: list[ClientConnection] = []
+            pids: set[str] = set()
+            while len(pids) < 2:
+                assert len(held) < 100, f"one worker got all {len(held)} connections; {server.describe()}"
+                ws, pid = await open_ws("/pid")
+                held.append(ws)
+                pids.add(pid)
+            # Served by either worker, the scrape adds up both workers' files.
+            during = await asyncio.to_thread(scrape, server.port)
+            for i, ws in enumerate(held):
+                await ws.close(*((4001, "bye") if i % 2 else (1000, "")))
+            ws, _ = await open_ws("/close?" + urlencode({"code": 4003, "reason": "nope\n"}))
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            ws, _ = await open_ws("/raise")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            with pytest.raises(InvalidStatus):
+                await connect(base + "/reject", proxy=None, open_timeout=10)
+            for i, reason in enumerate(HOSTILE):
+                await raw_close(server.port, f"/c/{i}", _payload(3000 + i, reason))
+            await raw_close(server.port, "/c/bad-utf8", _payload(4000, b"\xff\xfe"))
+            return len(held), pids, during
+
+        count, pids, during = asyncio.run(scenario())
+        assert sample_value(during, ACTIVE) == count
+        expected = Counter(
+            {
+                ("client", "1000", "true"): (count + 1) // 2,
+                ("client", "4001", "true"): count // 2,
+                ("app", "4xxx", "true"): 1,
+                ("app", "1006", "false"): 2,  # the app raised after accept; the rejected handshake
+                ("client", "3xxx", "true"): len(HOSTILE),
+                ("server", "1007", "false"): 1,
+            }
+        )
+        total = sum(expected.values())
+        wait_until(
+            lambda: sum(closes_by_labels(scrape(server.port)).values()) >= total,
+            20,
+            lambda: f"{closes_by_labels(scrape(server.port))}; {server.describe()}",
+        )
+        after = scrape(server.port)
+        assert closes_by_labels(after) == expected
+        assert sample_value(after, f"{DURATION}_count") == total
+        assert sample_value(after, ACTIVE) == 0
+        # Multiprocess mode for real: each worker wrote its own files.
+        for pid in pids:
+            assert (multiproc / f"counter_{pid}.db").is_file()
+            assert (multiproc / f"gauge_livesum_{pid}.db").is_file()
+
+
+def _ten_thousand() -> list[tuple[str, bytes, tuple[str, str, str], str | None]]:
+    # (path, close payload, expected labels, expected logged reason or None for the server's)
+    cases: list[tuple[str, bytes, tuple[str, str, str], str | None]] = []
+    for i in range(10_000):
+        path = f"/c/{i}"
+        if i % 100 == 99:
+            # Not a valid close: the server fails the connection with a status of its own.
+            if i % 200 == 99:
+                cases.append(
+                    (
+                        path,
+                        _payload(4000 + i % 1000, f"{i} ".encode() + b"\xc3\x28 bad"),
+                        ("server", "1007", "false"),
+                        None,
+                    )
+                )
+            else:
+                code = (1004, 1005, 1006, 1016, 2999, 5000, 65535)[i // 200 % 7]
+                cases.append((path, _payload(code, f"{i}".encode()), ("server", "1002", "false"), None))
+            continue
+        code = 3000 + i % 2000
+        hostile = HOSTILE[i % len(HOSTILE)]
+        raw = f"{i}:".encode() + hostile
+        # Cut to the 123 bytes a close frame allows, on a character boundary.
+        reason = raw[:123].decode("utf-8", "ignore")
+        labels = ("client", code_label(code, {4001}), "true")
+        cases.append((path, _payload(code, reason.encode()), labels, reason))
+    return cases
+
+
+@pytest.mark.server
+@pytest.mark.timeout(240)
+def test_ten_thousand_distinct_codes_and_reasons_stay_bounded_and_clean(tmp_path: Path) -> None:
+    from tests.obsapp import (
+        closes_by_labels,
+        raw_close,
+        read_json_lines,
+        read_text_lines,
+        run_uvicorn,
+        sample_value,
+        scrape,
+        wait_until,
+    )
+
+    cases = _ten_thousand()
+    assert len({payload for _, payload, _, _ in cases}) == 10_000
+    with run_uvicorn(tmp_path / "obs") as server:
+
+        async def clients() -> list[Any]:
+            return await _gather_bounded([raw_close(server.port, path, payload) for path, payload, _, _ in cases], 50)
+
+        replies = asyncio.run(clients())
+        wait_until(
+            lambda: (
+                sum(closes_by_labels(scrape(server.port)).values()) >= len(cases)
+                and sample_value(scrape(server.port), ACTIVE) == 0
+            ),
+            30,
+            server.describe,
+        )
+        exposition = scrape(server.port)
+        texts = read_text_lines(server.directory)
+        structured = read_json_lines(server.directory)
+
+    for (_, payload, _, reason), reply in zip(cases, replies, strict=True):
+        if reason is not None:
+            assert reply == payload  # the server echoed the client's close
+    counts = closes_by_labels(exposition)
+    assert counts == Counter(labels for _, _, labels, _ in cases)
+    assert len(counts) <= 30
+    assert {code for _, code, _ in counts} <= CODE_LABELS | {"4001"}
+    assert sample_value(exposition, f"{DURATION}_count") == len(cases)
+
+    assert len(texts) == len(structured) == len(cases)
+    for line in texts:
+        assert line.isprintable(), line
+        assert len(line) <= 300, line
+    by_path = {line["ws_close"]["path"]: line["ws_close"] for line in structured}
+    for path, payload, labels, reason in cases:
+        fields = by_path[path]
+        assert (fields["initiator"], code_label(fields["code"], {4001})) == labels[:2]
+        assert len(fields["reason"]) <= 123
+        assert fields["reason"].isprintable()
+        if reason is not None:
+            assert fields["code"] == int.from_bytes(payload[:2], "big")
+            assert fields["reason"] == sanitize_reason(reason)
