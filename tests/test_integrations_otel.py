@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+# A clear skip, not a collection error, where the test dependency group is not installed.
+pytest.importorskip("opentelemetry.sdk", reason="needs opentelemetry-api and opentelemetry-sdk")
+
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint

@@ -21,6 +21,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+
+# A clear skip, not a collection error, where the test dependency group is not installed.
+pytest.importorskip("prometheus_client", reason='needs prometheus-client (pip install "asgi-ws-close[prometheus]")')
+
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
