@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,8 @@ from examples.demo.app import create_app
 
 #: uvicorn's --ws choices that can serve the demo ("none" cannot).
 WS_CHOICES = ("auto", "websockets", "websockets-sansio", "wsproto")
+#: The library each choice needs. uvicorn[standard] (the demo extra) brings websockets only.
+WS_LIBRARIES = {"websockets": "websockets", "websockets-sansio": "websockets", "wsproto": "wsproto"}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -42,7 +45,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("critical", "error", "warning", "info", "debug"),
         help="default: $LOG_LEVEL or info",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    library = WS_LIBRARIES.get(args.ws)
+    if library is not None and importlib.util.find_spec(library) is None:
+        # Say it now, in one line, rather than in uvicorn's traceback at the first connection.
+        parser.error(f"--ws {args.ws} needs the {library} package: pip install {library}")
+    return args
 
 
 def log_config() -> dict[str, Any]:
