@@ -72,7 +72,7 @@ KEEP_CODES = frozenset({4001})
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-CLIENT_TIMEOUT = 10.0
+CLIENT_TIMEOUT = 20.0
 POLL_INTERVAL = 0.02
 
 

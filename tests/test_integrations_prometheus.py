@@ -390,7 +390,7 @@ def test_multiprocess_mode_with_two_workers_scraped_over_http(tmp_path: Path) ->
             held: list[ClientConnection] = []
             pids: set[str] = set()
             while len(pids) < 2:
-                assert len(held) < 100, f"one worker got all {len(held)} connections; {server.describe()}"
+                assert len(held) < 300, f"one worker got all {len(held)} connections; {server.describe()}"
                 ws, pid = await open_ws("/pid")
                 held.append(ws)
                 pids.add(pid)
