@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._codes import Close, explain
+from ._codes import Close, CloseCode, explain
 from ._tracker import CloseTracker, ConnectionState
 from ._types import Initiator, Scope
 
@@ -69,6 +69,7 @@ class CloseRecord:
             "state": self.state.name,
             "initiator": self.initiator,
             "code": None if self.code is None else int(self.code),
+            "code_name": self.code.name if isinstance(self.code, CloseCode) else None,
             "code_explanation": None if self.code is None else explain(self.code),
             "reason": self.reason,
             "clean": self.clean,

@@ -52,7 +52,7 @@ from tests.browser_support import (
 if TYPE_CHECKING:
     from playwright.sync_api import Playwright
 
-pytestmark = [pytest.mark.server, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.server, pytest.mark.browser, pytest.mark.timeout(60)]
 
 #: Set to regenerate the README's screenshot from this run.
 UPDATE_SCREENSHOT = os.environ.get("UPDATE_SCREENSHOT") == "1"

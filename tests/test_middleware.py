@@ -385,6 +385,7 @@ def test_snapshot_is_frozen_and_to_dict_is_json() -> None:
         "state": "CLOSED",
         "initiator": "client",
         "code": 4001,
+        "code_name": None,
         "code_explanation": "private use",
         "reason": "bye",
         "clean": True,
