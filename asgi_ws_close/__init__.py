@@ -24,6 +24,7 @@ from ._codes import (
 from ._context import SCOPE_KEY, current_close_context, get_close_context
 from ._middleware import InvalidClosePolicy, WebSocketCloseMiddleware
 from ._record import CloseContext, CloseRecord, OnClose
+from ._sanitize import CODE_LABELS, ELLIPSIS, MAX_REASON_LENGTH, code_label, sanitize_reason
 from ._servers import SERVERS, ServerQuirks, detect_server
 from ._tracker import CloseTracker, ConnectionState
 from .exceptions import MiddlewareNotInstalled, WebSocketCloseError
@@ -32,7 +33,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CLOSE_CODE_EXPLANATIONS",
+    "CODE_LABELS",
+    "ELLIPSIS",
     "MAX_REASON_BYTES",
+    "MAX_REASON_LENGTH",
     "OK_CLOSE_CODES",
     "SCOPE_KEY",
     "SERVERS",
@@ -50,9 +54,11 @@ __all__ = [
     "WebSocketCloseMiddleware",
     "__version__",
     "close_violation",
+    "code_label",
     "current_close_context",
     "detect_server",
     "get_close_context",
     "is_valid_close_code",
+    "sanitize_reason",
     "truncate_reason",
 ]

@@ -19,6 +19,14 @@ def _close_dict(close: Close | None) -> dict[str, Any] | None:
     return {"code": int(close.code), "reason": close.reason}
 
 
+def _message_of(error: BaseException) -> str:
+    # An exception's __str__ is the app's code: it must not break a hook that logs the record.
+    try:
+        return str(error)
+    except Exception:
+        return f"<unprintable {type(error).__qualname__}>"
+
+
 def _describe(record: CloseRecord | CloseContext) -> str:
     state = record.state
     if state < ConnectionState.CLOSED:
@@ -78,7 +86,7 @@ class CloseRecord:
             "received_then_sent": self.received_then_sent,
             "requested": _close_dict(self.requested),
             "sends_after_close": self.sends_after_close,
-            "error": None if error is None else {"type": type(error).__qualname__, "message": str(error)},
+            "error": None if error is None else {"type": type(error).__qualname__, "message": _message_of(error)},
             "http_status": self.http_status,
             "opened_at": self.opened_at,
             "closed_at": self.closed_at,

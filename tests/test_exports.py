@@ -6,7 +6,7 @@ import importlib
 
 import asgi_ws_close
 
-SUBMODULES = ["_codes", "_context", "_middleware", "_record", "_servers", "_tracker", "exceptions"]
+SUBMODULES = ["_codes", "_context", "_middleware", "_record", "_sanitize", "_servers", "_tracker", "exceptions"]
 
 
 def test_all_is_the_union_of_the_submodules() -> None:

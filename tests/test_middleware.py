@@ -832,3 +832,20 @@ def test_reject_with_close_code_records_a_failed_send() -> None:
         asyncio.run(WebSocketCloseMiddleware(app, reject_with_close_code=True)(driver.scope, driver.receive, gone))
     context = get_close_context(driver.scope)
     assert (context.state, context.code, context.clean) == (ConnectionState.REJECTED, 1006, False)
+
+
+def test_to_dict_survives_an_exception_that_cannot_be_printed() -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        raise Unprintable
+
+    driver = Driver([{"type": "websocket.connect"}])
+    with pytest.raises(Unprintable):
+        driver.run(WebSocketCloseMiddleware(app))
+    error = get_close_context(driver.scope).to_dict()["error"]
+    assert error == {"type": "Unprintable", "message": "<unprintable Unprintable>"}
