@@ -834,11 +834,12 @@ def test_reject_with_close_code_records_a_failed_send() -> None:
     assert (context.state, context.code, context.clean) == (ConnectionState.REJECTED, 1006, False)
 
 
-def test_to_dict_survives_an_exception_that_cannot_be_printed() -> None:
-    class Unprintable(Exception):
-        def __str__(self) -> str:
-            raise RuntimeError("no")
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
 
+
+def test_to_dict_survives_an_exception_that_cannot_be_printed() -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         await send({"type": "websocket.accept"})
