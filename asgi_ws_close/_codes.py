@@ -153,7 +153,11 @@ class Close:
     reason: str = ""
 
     def __str__(self) -> str:
+        # The reason comes from a peer: str() is what ends up in logs, so it is sanitised
+        # (escaped and capped); the attribute keeps it as it came.
+        from ._sanitize import sanitize_reason
+
         result = f"{int(self.code)} ({explain(self.code)})"
         if self.reason:
-            result = f"{result} {self.reason}"
+            result = f"{result} {sanitize_reason(self.reason)}"
         return result

@@ -11,26 +11,19 @@ says who closed it, with which code and reason, and whether it was clean.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse
 
-from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
-from asgi_ws_close._types import Scope
+from asgi_ws_close import WebSocketCloseMiddleware, get_close_context
+from asgi_ws_close.integrations.logging import log_close
 
 logger = logging.getLogger("examples.fastapi_app")
 
-
-def log_close(context: CloseContext, scope: Scope) -> None:
-    """Log one line per connection, the record's fields as JSON (reasons are JSON-escaped)."""
-    record = context.to_dict()
-    level = logging.INFO if context.clean else logging.WARNING
-    logger.log(level, "websocket %s %s", scope["path"], json.dumps(record, ensure_ascii=True))
-
-
+# log_close: one line per connection on the "asgi_ws_close" logger, INFO when clean, WARNING
+# otherwise, with every peer-controlled text (reason, path) escaped and capped.
 app = FastAPI(title="asgi-ws-close example")
 app.add_middleware(WebSocketCloseMiddleware, on_close=log_close)
 
@@ -50,7 +43,7 @@ async def echo(websocket: WebSocket) -> None:
             await websocket.send_text(text)
     except WebSocketDisconnect:
         context = get_close_context(websocket)
-        logger.debug("handler saw the end: %s", context)
+        logger.debug("handler saw the end: initiator=%s code=%s", context.initiator, context.code)
 
 
 PAGE = """<!doctype html>

@@ -111,3 +111,9 @@ def test_reason_rules() -> None:
     assert violation is not None and "126 bytes" in violation and "123" in violation
     assert close_violation(1000, "\ud800") == "close reason is not valid UTF-8 (it contains a lone surrogate)"
     assert MAX_REASON_BYTES == 123
+
+
+def test_str_sanitises_the_peers_reason_but_the_attribute_keeps_it() -> None:
+    close = Close(4000, "line\nforged \x1b[31mred")
+    assert str(close) == "4000 (private use) line\\nforged \\x1b[31mred"
+    assert close.reason == "line\nforged \x1b[31mred"
