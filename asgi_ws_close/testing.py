@@ -7,10 +7,10 @@ ended, frozen :class:`~asgi_ws_close.CloseRecord` snapshots::
     from asgi_ws_close import Close
     from asgi_ws_close.testing import capture_closes
 
-    def test_bad_token_is_refused(client: TestClient) -> None:
-        with capture_closes(app) as closes, pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws?token=bad"):
-            pass
-        assert closes.last.sent == Close(4403, "forbidden")
+    # In a test, with client = TestClient(app): "a bad token is refused with 4403 'forbidden'".
+    with capture_closes(app) as closes, pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws?token=bad"):
+        pass
+    assert closes.last.sent == Close(4403, "forbidden")
 
 (A close before accept is a rejected handshake: the client gets HTTP 403, so the record's
 ``code`` is 1006, as a browser reports it, and ``sent`` is the app's close. After accept,
