@@ -191,7 +191,9 @@ def _by_scope(scope: Mapping[str, Any]) -> ServerQuirks:
     modules = sys.modules
     if spec == "2.4" and "uvicorn" in modules:
         return SERVERS["uvicorn"]
-    if extensions is None and spec is None and "daphne" in modules:
+    # daphne: {"version": "3.0"} and no extensions; a scope with no "asgi" at all is a test
+    # driver's, not daphne's.
+    if isinstance(asgi, Mapping) and spec is None and extensions is None and "daphne" in modules:
         return SERVERS["daphne"]
     if spec == "2.3" and isinstance(extensions, Mapping):
         if "http.response.pathsend" in extensions and "granian" in modules:

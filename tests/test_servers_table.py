@@ -188,3 +188,13 @@ def test_sansio_reports_its_own_1007_for_invalid_utf8_text() -> None:
     wsproto = opened("uvicorn-wsproto")
     wsproto.receive({"type": "websocket.disconnect", "code": 1007, "reason": ""})
     assert (wsproto.initiator, wsproto.clean) == ("client", True)
+
+
+def test_a_scope_without_asgi_is_not_daphnes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "daphne", type(sys)("daphne"))
+
+    async def send(message: Any) -> None: ...
+
+    assert detect_server(send, {"type": "websocket"}) is GENERIC
