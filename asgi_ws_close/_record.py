@@ -19,6 +19,9 @@ def _close_dict(close: Close | None) -> dict[str, Any] | None:
     return {"code": int(close.code), "reason": close.reason}
 
 
+_CLEANLINESS = {True: "clean", False: "not clean", None: "clean unknown"}
+
+
 def _message_of(error: BaseException) -> str:
     # An exception's __str__ is the app's code: it must not break a hook that logs the record.
     try:
@@ -32,12 +35,12 @@ def _describe(record: CloseRecord | CloseContext) -> str:
     if state < ConnectionState.CLOSED:
         return state.name.lower()
     code = record.code
-    assert code is not None  # ended connections always have a code
-    status = str(Close(code, record.reason))
+    # An ended connection has a code unless its server did not report it.
+    status = "unknown" if code is None else str(Close(code, record.reason))
     who = record.initiator or "nobody"
     if state is ConnectionState.REJECTED:
         return f"rejected by the app (HTTP {record.http_status}); close code {status}"
-    return f"closed by {who}: {status}, {'clean' if record.clean else 'not clean'}"
+    return f"closed by {who}: {status}, {_CLEANLINESS[record.clean]}"
 
 
 @dataclass(frozen=True, slots=True)

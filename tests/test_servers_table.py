@@ -198,3 +198,19 @@ def test_a_scope_without_asgi_is_not_daphnes(monkeypatch: pytest.MonkeyPatch) ->
     async def send(message: Any) -> None: ...
 
     assert detect_server(send, {"type": "websocket"}) is GENERIC
+
+
+def test_unknown_codes_read_well_in_str_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from asgi_ws_close import CloseContext
+    from asgi_ws_close.integrations.logging import log_close
+
+    tracker = opened("hypercorn")
+    tracker.receive({"type": "websocket.disconnect", "code": 1006})
+    tracker.app_exited()
+    context = CloseContext(tracker)
+    assert str(context) == "closed by nobody: unknown, clean unknown"
+    with caplog.at_level(logging.INFO, logger="asgi_ws_close"):
+        log_close(context, {"type": "websocket", "path": "/ws"})
+    assert caplog.records[0].getMessage().endswith("code unknown")

@@ -25,8 +25,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
-from .._codes import Close
-from .._record import CloseContext, CloseRecord
+from .._codes import explain
+from .._record import _CLEANLINESS, CloseContext, CloseRecord
 from .._sanitize import MAX_REASON_LENGTH, sanitize_reason
 from .._tracker import ConnectionState
 from .._types import Scope
@@ -147,14 +147,18 @@ def _summary(fields: Mapping[str, Any]) -> str:
         head = f"closed by {fields['initiator'] or 'nobody'}{took}"
     else:  # a hook called by hand on a live connection
         return str(fields["state"]).lower()
-    head = f"{head}, {'clean' if fields['clean'] else 'not clean'}"
+    head = f"{head}, {_CLEANLINESS[fields['clean']]}"
     error = fields["error"]
     if error is not None:
         # The type only: its message may quote the peer, and only the reason may come last.
         head = f"{head}, app raised {error['type']}"
     code = fields["code"]
-    assert code is not None  # ended connections always have a code
-    return f"{head}: {Close(code, fields['reason'])}"
+    if code is None:  # the server did not report it (context.unknown)
+        return f"{head}: code unknown"
+    # Not str(Close(...)): that sanitises the reason, which is sanitised already.
+    status = f"{code} ({explain(code)})"
+    reason = fields["reason"]
+    return f"{head}: {status} {reason}" if reason else f"{head}: {status}"
 
 
 def _sanitised(value: Any, max_length: int) -> Any:
