@@ -1,0 +1,215 @@
+"""Child processes: uvicorn servers and the load-generating client, each stopped by its own PID.
+
+Every wait is bounded: lines are read with ``select`` and a deadline, and a child that does not
+exit after SIGTERM gets SIGKILL. A child's stderr goes to a temporary file whose tail is shown
+when something fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from benchmarks._common import Check, Row, Spread, interleaved, ratios
+
+__all__ = ["ROOT", "Client", "Rates", "Server", "rate_rows", "served_rates"]
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+_P = TypeVar("_P", bound="_JsonLineProcess")
+
+
+class _JsonLineProcess:
+    """``python -m MODULE ARGS...`` run from the repository root, speaking JSON lines."""
+
+    def __init__(self, module: str, *args: str) -> None:
+        self.description = " ".join((module, *args))
+        self._stderr = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        self._buffer = b""
+
+    def __enter__(self: _P) -> _P:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def stderr_tail(self, limit: int = 4000) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")[-limit:]
+
+    def _failure(self, what: str) -> RuntimeError:
+        return RuntimeError(
+            f"{self.description} (pid {self.proc.pid}): {what}\n--- its stderr ---\n{self.stderr_tail()}"
+        )
+
+    def read_json(self, timeout: float) -> dict[str, Any]:
+        """Read the next JSON line, waiting at most ``timeout`` seconds."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._failure(f"no answer within {timeout:.0f} s")
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if readable:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise self._failure(f"exited with status {self.proc.wait(STOP_TIMEOUT)}")
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise self._failure(answer["error"])
+        return answer
+
+    def stop(self) -> None:
+        """Close stdin, SIGTERM this child (by its PID), SIGKILL it if it lingers; reap it."""
+        proc = self.proc
+        if proc.stdin is not None and not proc.stdin.closed:
+            proc.stdin.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        self._stderr.close()
+
+
+class Server(_JsonLineProcess):
+    """A uvicorn process serving ``_apps.server_app(app)`` with ``--ws ws``."""
+
+    def __init__(self, app: str, ws: str = "websockets") -> None:
+        super().__init__("benchmarks._server", "--app", app, "--ws", ws)
+        self.app = app
+        try:
+            # The child prints its port once its socket listens: connections queue from then on.
+            self.port = int(self.read_json(START_TIMEOUT)["port"])
+        except BaseException:
+            self.stop()  # no ``with`` block owns it yet
+            raise
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by all the server's threads, in seconds (ns resolution)."""
+        return _cpu_seconds(self.proc.pid)
+
+
+def _cpu_seconds(pid: int) -> float:
+    # Linux: /proc/PID/task/TID/schedstat starts with the ns spent on a CPU; the ticks of
+    # /proc/PID/stat (10 ms) would be too coarse for runs of a second or less.
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+class Client(_JsonLineProcess):
+    """The load generator (``_client.py``): one process, reused for every run."""
+
+    def __init__(self) -> None:
+        super().__init__("benchmarks._client")
+
+    def call(self, op: str, timeout: float, **params: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps({"op": op, **params}) + "\n").encode())
+        self.proc.stdin.flush()
+        return self.read_json(timeout)
+
+    def seconds(self, op: str, timeout: float, **params: Any) -> float:
+        return float(self.call(op, timeout, **params)["seconds"])
+
+
+@dataclass(frozen=True)
+class Rates:
+    """One variant's rates, one per round: by the wall clock, and per second of server CPU."""
+
+    wall: list[float]
+    cpu: list[float]
+
+
+def served_rates(
+    client: Client, apps: tuple[str, str], ws: str, op: str, count: int, rounds: int, **params: Any
+) -> dict[str, Rates]:
+    """Serve ``apps`` (without, with) side by side; return each one's rates per round.
+
+    Both servers run for the whole comparison and take turns, in ABBA order, with the same
+    client code and the same count. One unmeasured warm-up run each comes first; it doubles as
+    the readiness check (it waits in the listen backlog until uvicorn accepts). Each run is
+    measured twice: ``count`` / wall seconds (what the client saw), and ``count`` / the CPU
+    seconds the server process used meanwhile, which other load on the machine hardly moves.
+    """
+    timeout = START_TIMEOUT + 60.0
+    with Server(apps[0], ws) as without, Server(apps[1], ws) as with_:
+        servers = {apps[0]: without, apps[1]: with_}
+        for server in servers.values():
+            client.seconds(op, timeout, port=server.port, count=max(count // 5, 1), **params)
+
+        def measure(app: str) -> tuple[float, float]:
+            server = servers[app]
+            cpu_before = server.cpu_seconds()
+            wall = client.seconds(op, timeout, port=server.port, count=count, **params)
+            cpu = server.cpu_seconds() - cpu_before
+            return count / wall, count / cpu
+
+        runs = interleaved(rounds, apps, measure)
+    return {app: Rates([wall for wall, _ in runs[app]], [cpu for _, cpu in runs[app]]) for app in apps}
+
+
+def rate_rows(unit: str, case: str, rates: dict[str, Rates], apps: tuple[str, str], limit: float | None) -> list[Row]:
+    """Two summary rows for a served comparison: wall-clock rates, and per server CPU-second.
+
+    The target (if any) is checked on the rate per server CPU-second: the server is the
+    bottleneck and CPU-bound in these runs, so on an idle machine the two agree, while on a
+    shared one the wall clock also measures whatever else got the CPU.
+    """
+    without, with_ = rates[apps[0]], rates[apps[1]]
+    wall = Spread.of(ratios(with_.wall, without.wall))
+    cpu = Spread.of(ratios(with_.cpu, without.cpu))
+    check = None
+    if limit is not None:
+        check = Check(f"with / without, {unit} per server CPU-second, {case}", cpu.median, ">=", limit)
+    return [
+        Row(
+            f"{unit}/s (wall clock), {case}",
+            Spread.of(without.wall).format(),
+            Spread.of(with_.wall).format(),
+            wall.format(".3f", "x"),
+        ),
+        Row(
+            f"{unit} per server CPU-second, {case}",
+            Spread.of(without.cpu).format(),
+            Spread.of(with_.cpu).format(),
+            cpu.format(".3f", "x"),
+            check,
+        ),
+    ]

@@ -1,0 +1,146 @@
+"""Benchmark 1: the per-message cost of the middleware's receive/send path, in process.
+
+One WebSocket connection carries N messages through the echo app (``_apps.echo_app``): each
+message is one ``await receive()`` and one ``await send(...)``. Three variants, interleaved
+round by round: the app alone, the app behind a bare pass-through wrapper
+(``_apps.PassThrough``, two forwarding closures), and the app behind
+``WebSocketCloseMiddleware``. The server side is a pair of minimal fakes (``receive`` returns the
+next prepared message, ``send`` drops it), so nearly all of the time measured is the app's and
+the wrappers'. Reported: ns per message, and the ratios; the target is middleware /
+pass-through. Each round's figure per variant is the best of a few runs, so that a
+preemption by another process does not land on one variant only; the spread across rounds
+is shown.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Awaitable
+
+from asgi_ws_close import WebSocketCloseMiddleware
+from benchmarks._apps import ASGIApp, Message, PassThrough, Receive, Scope, Send, echo_app
+from benchmarks._common import BenchResult, Check, Row, Spread, interleaved, ratios
+
+__all__ = ["best_of", "ns_per_message", "run", "ws_scope"]
+
+NAME = "inprocess"
+TITLE = "in-process receive/send path"
+VARIANTS = ("app alone", "pass-through", "middleware")
+APPS: dict[str, ASGIApp] = {
+    "app alone": echo_app,
+    "pass-through": PassThrough(echo_app),
+    "middleware": WebSocketCloseMiddleware(echo_app),
+}
+_PAYLOAD = bytes(1024)
+
+
+def ws_scope() -> Scope:
+    """A WebSocket scope with the keys uvicorn puts in one (size matters for benchmark 4)."""
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"upgrade", b"websocket")],
+        "subprotocols": [],
+        "state": {},
+        "extensions": {"websocket.http.response": {}},
+    }
+
+
+def _fakes(count: int) -> tuple[Receive, Send]:
+    messages: list[Message] = [{"type": "websocket.connect"}]
+    messages += [{"type": "websocket.receive", "bytes": _PAYLOAD, "text": None}] * count
+    messages.append({"type": "websocket.disconnect", "code": 1000, "reason": ""})
+    next_message = iter(messages).__next__
+
+    async def receive() -> Message:
+        return next_message()
+
+    async def send(message: Message) -> None:
+        return None
+
+    return receive, send
+
+
+def _drive(awaitable: Awaitable[None]) -> None:
+    # Nothing on this path suspends, so the coroutine runs to completion in one step: no event
+    # loop, whose scheduling would only add noise to a sub-microsecond figure.
+    steps = awaitable.__await__()
+    try:
+        steps.send(None)
+    except StopIteration:
+        return
+    steps.close()
+    raise RuntimeError("the connection suspended: the fakes must never block")
+
+
+def ns_per_message(app: ASGIApp, count: int) -> float:
+    """Time one connection of ``count`` echoed messages; return ns per message."""
+    receive, send = _fakes(count)
+    scope = ws_scope()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection landing in one variant's run would be charged to it alone
+    try:
+        started = time.perf_counter_ns()
+        _drive(app(scope, receive, send))
+        elapsed = time.perf_counter_ns() - started
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return elapsed / count
+
+
+def best_of(app: ASGIApp, count: int, repeats: int) -> float:
+    """The fastest of ``repeats`` runs: being preempted only ever makes a run slower."""
+    return min(ns_per_message(app, count) for _ in range(repeats))
+
+
+def run(quick: bool) -> BenchResult:
+    count, repeats, rounds = (50_000, 3, 7) if quick else (100_000, 5, 15)
+    limit = 1.6 if quick else 1.15
+    for app in APPS.values():  # warm-up: caches, specialisation of the bytecode
+        ns_per_message(app, count // 10)
+    times = interleaved(rounds, VARIANTS, lambda variant: best_of(APPS[variant], count, repeats))
+    alone, passthrough, middleware = (Spread.of(times[v]) for v in VARIANTS)
+    vs_passthrough = Spread.of(ratios(times["middleware"], times["pass-through"]))
+    vs_alone = Spread.of(ratios(times["middleware"], times["app alone"]))
+    passthrough_vs_alone = Spread.of(ratios(times["pass-through"], times["app alone"]))
+    overhead = Spread.of([m - p for m, p in zip(times["middleware"], times["pass-through"], strict=True)])
+
+    result = BenchResult(1, NAME, f"{TITLE} (best of {repeats} x {count:,} messages, {rounds} rounds)")
+    check = Check("middleware / pass-through, ns per message", vs_passthrough.median, "<=", limit)
+    result.add(
+        Row(
+            "ns/message: middleware vs pass-through wrapper",
+            passthrough.format(".0f"),
+            middleware.format(".0f"),
+            vs_passthrough.format(".3f", "x"),
+            check,
+        )
+    )
+    result.add(
+        Row(
+            "ns/message: middleware vs app alone",
+            alone.format(".0f"),
+            middleware.format(".0f"),
+            vs_alone.format(".3f", "x"),
+        )
+    )
+    result.add(
+        Row(
+            "ns/message: pass-through vs app alone",
+            alone.format(".0f"),
+            passthrough.format(".0f"),
+            passthrough_vs_alone.format(".3f", "x"),
+        )
+    )
+    result.add(Row("ns/message added over pass-through", "", overhead.format(".0f", " ns"), ""))
+    return result
