@@ -158,16 +158,39 @@ class Rates:
 
 
 def served_rates(
-    client: Client, apps: tuple[str, str], ws: str, op: str, count: int, rounds: int, **params: Any
+    client: Client, apps: tuple[str, str], ws: str, op: str, count: int, rounds: int, blocks: int, **params: Any
 ) -> dict[str, Rates]:
-    """Serve ``apps`` (without, with) side by side; return each one's rates per round.
+    """Serve ``apps`` (without, with) side by side; return each one's rates, one per round.
 
-    Both servers run for the whole comparison and take turns, in ABBA order, with the same
-    client code and the same count. One unmeasured warm-up run each comes first; it doubles as
-    the readiness check (it waits in the listen backlog until uvicorn accepts). Each run is
-    measured twice: ``count`` / wall seconds (what the client saw), and ``count`` / the CPU
-    seconds the server process used meanwhile, which other load on the machine hardly moves.
+    In each of ``blocks`` blocks, a fresh pair of servers runs ``rounds`` rounds: the two take
+    turns, in ABBA order, with the same client code and the same count. Fresh processes per
+    block average out what differs between two runs of the same server (memory layout, hash
+    seed, where the scheduler puts it), which is worth a percent or two on its own. One
+    unmeasured warm-up run per server comes first; it doubles as the readiness check (it waits
+    in the listen backlog until uvicorn accepts). Each run is measured twice: ``count`` / wall
+    seconds (what the client saw), and ``count`` / the CPU seconds the server process used
+    meanwhile, which other load on the machine moves much less.
     """
+    rates = {app: Rates([], []) for app in apps}
+    for block in range(blocks):
+        # Odd blocks start with the other variant, so that neither goes first more often.
+        order = apps if block % 2 == 0 else (apps[1], apps[0])
+        for app, runs in _block(client, apps, order, ws, op, count, rounds, params).items():
+            rates[app].wall.extend(wall for wall, _ in runs)
+            rates[app].cpu.extend(cpu for _, cpu in runs)
+    return rates
+
+
+def _block(
+    client: Client,
+    apps: tuple[str, str],
+    order: tuple[str, str],
+    ws: str,
+    op: str,
+    count: int,
+    rounds: int,
+    params: dict[str, Any],
+) -> dict[str, list[tuple[float, float]]]:
     timeout = START_TIMEOUT + 60.0
     with Server(apps[0], ws) as without, Server(apps[1], ws) as with_:
         servers = {apps[0]: without, apps[1]: with_}
@@ -181,8 +204,7 @@ def served_rates(
             cpu = server.cpu_seconds() - cpu_before
             return count / wall, count / cpu
 
-        runs = interleaved(rounds, apps, measure)
-    return {app: Rates([wall for wall, _ in runs[app]], [cpu for _, cpu in runs[app]]) for app in apps}
+        return interleaved(rounds, order, measure)
 
 
 def rate_rows(unit: str, case: str, rates: dict[str, Rates], apps: tuple[str, str], limit: float | None) -> list[Row]:

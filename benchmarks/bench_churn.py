@@ -23,11 +23,13 @@ CONCURRENCY = 4  # a few connections in flight keep the server busy while each w
 
 
 def run(quick: bool) -> BenchResult:
-    count, rounds = (300, 5) if quick else (600, 25)
-    result = BenchResult(3, NAME, f"{TITLE} ({count:,} connections x {rounds} rounds, {CONCURRENCY} at a time)")
+    count, rounds, blocks = (300, 3, 2) if quick else (600, 3, 8)
+    result = BenchResult(
+        3, NAME, f"{TITLE} ({count:,} connections x {rounds * blocks} rounds, {CONCURRENCY} at a time)"
+    )
     with Client() as client:
         for ws in IMPLEMENTATIONS:
-            rates = served_rates(client, APPS, ws, "ws_churn", count, rounds, concurrency=CONCURRENCY)
+            rates = served_rates(client, APPS, ws, "ws_churn", count, rounds, blocks, concurrency=CONCURRENCY)
             for row in rate_rows("connections", f"--ws {ws}", rates, APPS, None):
                 result.add(row)
     return result

@@ -24,12 +24,12 @@ WINDOW = 64  # messages in flight: the server is busy for ~1 ms per window, then
 
 
 def run(quick: bool) -> BenchResult:
-    count, rounds = (5_000, 7) if quick else (10_000, 25)
+    count, rounds, blocks = (5_000, 4, 2) if quick else (10_000, 3, 8)
     limit = 0.85 if quick else 0.99
-    result = BenchResult(2, NAME, f"{TITLE} ({count:,} messages x {rounds} rounds)")
+    result = BenchResult(2, NAME, f"{TITLE} ({count:,} messages x {rounds * blocks} rounds)")
     with Client() as client:
         for ws in IMPLEMENTATIONS:
-            rates = served_rates(client, APPS, ws, "ws_echo", count, rounds, size=1024, window=WINDOW)
+            rates = served_rates(client, APPS, ws, "ws_echo", count, rounds, blocks, size=1024, window=WINDOW)
             for row in rate_rows("messages", f"--ws {ws}", rates, APPS, limit):
                 result.add(row)
     return result

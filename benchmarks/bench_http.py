@@ -21,13 +21,13 @@ CONCURRENCY = 4  # keep-alive connections; enough to keep uvicorn's single loop 
 
 
 def run(quick: bool) -> BenchResult:
-    count, rounds = (2_000, 7) if quick else (3_000, 25)
+    count, rounds, blocks = (2_000, 4, 2) if quick else (3_000, 3, 8)
     limit = 0.85 if quick else 0.99
     result = BenchResult(
-        5, NAME, f"{TITLE} ({count:,} requests x {rounds} rounds, {CONCURRENCY} keep-alive connections)"
+        5, NAME, f"{TITLE} ({count:,} requests x {rounds * blocks} rounds, {CONCURRENCY} keep-alive connections)"
     )
     with Client() as client:
-        rates = served_rates(client, APPS, "websockets", "http", count, rounds, concurrency=CONCURRENCY)
+        rates = served_rates(client, APPS, "websockets", "http", count, rounds, blocks, concurrency=CONCURRENCY)
     for row in rate_rows("requests", "uvicorn (h11) + Starlette", rates, APPS, limit):
         result.add(row)
     return result
