@@ -1,0 +1,155 @@
+"""The server matrix: every scenario on six real servers, compared with the committed matrix.
+
+For each (server, app), one server process runs every connection scenario in order
+(``tests/matrix/scenarios.py``); each shutdown scenario gets a server of its own. Every cell
+(what the context says, what the server handed the app, what the client saw) must equal the
+one in ``tests/matrix/matrix.json``, for the Starlette app and for the FastAPI app alike
+(shutdown: the Starlette app). On a
+difference the test prints a diff per cell and the command that regenerates the matrix from a
+test run: ``python -m tests.matrix.generate`` (then review ``git diff tests/matrix``).
+
+With ``ASGI_WS_CLOSE_MATRIX_RECORD=<dir>`` set (the generator sets it), the same tests write
+their cells to ``<dir>`` instead of comparing them; the invariants are checked either way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.matrix.scenarios import (
+    APPS,
+    CONNECTION_SCENARIOS,
+    RECORD_ENV,
+    SCENARIOS,
+    SHUTDOWN_APPS,
+    SHUTDOWN_SCENARIOS,
+    Scenario,
+    comparable,
+    python_version,
+    run_connection_scenarios,
+    run_shutdown,
+)
+from tests.matrix.table import (
+    MATRIX_MD,
+    OBSERVED_MD,
+    README,
+    README_END,
+    README_START,
+    REGENERATE,
+    load_matrix,
+    readme_block,
+    render_matrix,
+    render_observed,
+    replace_readme_block,
+)
+from tests.servers import SERVERS, server_versions
+
+PAIRS = [(server, app) for server in SERVERS for app in APPS]
+SHUTDOWN_PAIRS = [(server, app) for server in SERVERS for app in SHUTDOWN_APPS]
+
+
+def _dump(value: Any) -> list[str]:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def skip_unless_measured_here() -> None:
+    """Skip a server test on an interpreter other than the one the matrix was measured with."""
+    if os.environ.get(RECORD_ENV):
+        return
+    measured = load_matrix()["python"]
+    if measured != python_version():
+        pytest.skip(
+            f"the matrix was measured on {measured} and servers behave differently on other versions "
+            f"(hypercorn's shutdown); this is {python_version()}: run the server tier on {measured}"
+        )
+
+
+def check_cells(server: str, app: str, cells: dict[str, Any], tag: str) -> None:
+    """Record ``cells`` (generator run) or compare them with the committed matrix."""
+    record_dir = os.environ.get(RECORD_ENV)
+    if record_dir:
+        out = Path(record_dir) / f"{server}--{app}--{tag}.json"
+        out.write_text(json.dumps({"server": server, "app": app, "cells": cells}, sort_keys=True), encoding="utf-8")
+        return
+    matrix = load_matrix()
+    installed = server_versions(server)
+    assert matrix["versions"][server] == installed, (
+        f"{server}: the matrix was measured with {matrix['versions'][server]}, installed is {installed}; "
+        f"install the pinned versions (pyproject.toml, dependency group 'servers'), or regenerate: {REGENERATE}"
+    )
+    problems = []
+    for name, cell in cells.items():
+        want = matrix["cells"].get(name, {}).get(server)
+        if want is not None and cell.get("on_close") == "race" and cell["context"] is None:
+            # A shutdown race lost in this run: what is left to compare is what every run shares.
+            want, cell = comparable(want), comparable(cell)
+        if cell != want:
+            diff = difflib.unified_diff(_dump(want), _dump(cell), "matrix.json", "this run", lineterm="", n=2)
+            problems.append(f"--- {name} on {server} ({app}):\n" + "\n".join(diff))
+    if problems:
+        pytest.fail(
+            f"{len(problems)} cell(s) differ from tests/matrix/matrix.json:\n\n"
+            + "\n\n".join(problems)
+            + f"\n\nIf the new behaviour is intended, regenerate the matrix from a test run: {REGENERATE}",
+            pytrace=False,
+        )
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(("server", "app"), PAIRS, ids=[f"{server}-{app}" for server, app in PAIRS])
+def test_connection_scenarios(server: str, app: str, tmp_path: Path) -> None:
+    skip_unless_measured_here()
+    cells = run_connection_scenarios(server, APPS[app], tmp_path / "records.jsonl")
+    check_cells(server, app, cells, "connections")
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("scenario", SHUTDOWN_SCENARIOS, ids=[s.name for s in SHUTDOWN_SCENARIOS])
+@pytest.mark.parametrize(("server", "app"), SHUTDOWN_PAIRS, ids=[f"{server}-{app}" for server, app in SHUTDOWN_PAIRS])
+def test_shutdown(server: str, app: str, scenario: Scenario, tmp_path: Path) -> None:
+    skip_unless_measured_here()
+    cell = run_shutdown(server, APPS[app], tmp_path, scenario, need_context=bool(os.environ.get(RECORD_ENV)))
+    check_cells(server, app, {scenario.name: cell}, scenario.name)
+
+
+# The committed files agree with each other (no server needed).
+
+
+def test_matrix_has_every_cell() -> None:
+    matrix = load_matrix()
+    assert matrix["servers"] == list(SERVERS)
+    assert [s["name"] for s in matrix["scenarios"]] == [s.name for s in SCENARIOS]
+    assert [s["title"] for s in matrix["scenarios"]] == [s.title for s in SCENARIOS], REGENERATE
+    for scenario in SCENARIOS:
+        assert set(matrix["cells"][scenario.name]) == set(SERVERS), scenario.name
+    assert {s.name for s in CONNECTION_SCENARIOS} | {s.name for s in SHUTDOWN_SCENARIOS} == set(matrix["cells"])
+
+
+def test_markdown_is_generated_from_the_matrix() -> None:
+    matrix = load_matrix()
+    assert MATRIX_MD.read_text(encoding="utf-8") == render_matrix(matrix), f"matrix.md is stale: {REGENERATE}"
+    assert OBSERVED_MD.read_text(encoding="utf-8") == render_observed(matrix), f"observed.md is stale: {REGENERATE}"
+
+
+def test_readme_shows_the_matrix() -> None:
+    block = readme_block(README.read_text(encoding="utf-8"))
+    if block is None:
+        pytest.skip("README.md has no <!-- matrix:start --> ... <!-- matrix:end --> block yet")
+    assert block == MATRIX_MD.read_text(encoding="utf-8").strip("\n"), (
+        f"the README's matrix block differs from tests/matrix/matrix.md: {REGENERATE} --write-readme"
+    )
+
+
+def test_readme_block_is_replaced_between_the_markers() -> None:
+    readme = f"intro\n{README_START}\nold table\n{README_END}\noutro\n"
+    new = replace_readme_block(readme, "new table\n")
+    assert new == f"intro\n{README_START}\nnew table\n{README_END}\noutro\n"
+    assert readme_block(new) == "new table"
+    with pytest.raises(ValueError, match="no <!-- matrix:start -->"):
+        replace_readme_block("no markers", "table")
