@@ -12,11 +12,13 @@ import datetime
 import os
 import platform
 import signal
+import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import FrameType
 
 from benchmarks import bench_churn, bench_e2e, bench_http, bench_inprocess, bench_memory
@@ -45,6 +47,26 @@ def _versions() -> str:
     return ", ".join(found)
 
 
+def _revision() -> str:
+    """The commit measured, "+dirty" if the package has uncommitted changes; "" outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "asgi_ws_close"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if head.returncode != 0:
+        return ""
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
 def _load() -> str:
     try:
         return "/".join(f"{x:.2f}" for x in os.getloadavg())
@@ -60,8 +82,10 @@ def summary(results: list[BenchResult], quick: bool, load_before: str, seconds: 
     """The Markdown summary: machine, versions, and one row per figure."""
     today = datetime.date.today().isoformat()
     mode = "quick (CI thresholds)" if quick else "full"
+    revision = _revision()
+    at = f" at {revision}" if revision else ""
     lines = [
-        f"Measured {today}: {os.cpu_count()} cores ({platform.machine()}, {platform.system()}), "
+        f"Measured {today}{at}: {os.cpu_count()} cores ({platform.machine()}, {platform.system()}), "
         f"{platform.python_implementation()} {platform.python_version()}; {_versions()}. "
         f"Mode: {mode}, {seconds:.0f} s; load average (1/5/15 min) {load_before} before, {_load()} after. "
         "Figures: median (min–max) over the rounds; ratios are per round, with and without measured back to back.",
