@@ -58,16 +58,23 @@ def _dump(value: Any) -> list[str]:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
 
 
-def skip_unless_measured_here() -> None:
-    """Skip a server test on an interpreter other than the one the matrix was measured with."""
+def check_environment(server: str) -> None:
+    """Before a server test: skip it on an interpreter other than the one the matrix was
+    measured with; fail it at once if the server's installed versions are not the measured ones."""
     if os.environ.get(RECORD_ENV):
         return
-    measured = load_matrix()["python"]
+    matrix = load_matrix()
+    measured = matrix["python"]
     if measured != python_version():
         pytest.skip(
             f"the matrix was measured on {measured} and servers behave differently on other versions "
             f"(hypercorn's shutdown); this is {python_version()}: run the server tier on {measured}"
         )
+    installed = server_versions(server)
+    assert matrix["versions"][server] == installed, (
+        f"{server}: the matrix was measured with {matrix['versions'][server]}, installed is {installed}; "
+        f"install the pinned versions (pyproject.toml, dependency group 'servers'), or regenerate: {REGENERATE}"
+    )
 
 
 def check_cells(server: str, app: str, cells: dict[str, Any], tag: str) -> None:
@@ -78,11 +85,6 @@ def check_cells(server: str, app: str, cells: dict[str, Any], tag: str) -> None:
         out.write_text(json.dumps({"server": server, "app": app, "cells": cells}, sort_keys=True), encoding="utf-8")
         return
     matrix = load_matrix()
-    installed = server_versions(server)
-    assert matrix["versions"][server] == installed, (
-        f"{server}: the matrix was measured with {matrix['versions'][server]}, installed is {installed}; "
-        f"install the pinned versions (pyproject.toml, dependency group 'servers'), or regenerate: {REGENERATE}"
-    )
     problems = []
     for name, cell in cells.items():
         want = matrix["cells"].get(name, {}).get(server)
@@ -104,7 +106,7 @@ def check_cells(server: str, app: str, cells: dict[str, Any], tag: str) -> None:
 @pytest.mark.server
 @pytest.mark.parametrize(("server", "app"), PAIRS, ids=[f"{server}-{app}" for server, app in PAIRS])
 def test_connection_scenarios(server: str, app: str, tmp_path: Path) -> None:
-    skip_unless_measured_here()
+    check_environment(server)
     cells = run_connection_scenarios(server, APPS[app], tmp_path / "records.jsonl")
     check_cells(server, app, cells, "connections")
 
@@ -113,7 +115,7 @@ def test_connection_scenarios(server: str, app: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("scenario", SHUTDOWN_SCENARIOS, ids=[s.name for s in SHUTDOWN_SCENARIOS])
 @pytest.mark.parametrize(("server", "app"), SHUTDOWN_PAIRS, ids=[f"{server}-{app}" for server, app in SHUTDOWN_PAIRS])
 def test_shutdown(server: str, app: str, scenario: Scenario, tmp_path: Path) -> None:
-    skip_unless_measured_here()
+    check_environment(server)
     cell = run_shutdown(server, APPS[app], tmp_path, scenario, need_context=bool(os.environ.get(RECORD_ENV)))
     check_cells(server, app, {scenario.name: cell}, scenario.name)
 
