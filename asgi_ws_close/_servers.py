@@ -48,6 +48,10 @@ class ServerQuirks:
         error_close: The close code it sends when the app raises after accept, or ``None``
             when it drops the connection without a close frame (the client sees 1006).
         return_close: The same, when the app returns after accept without closing.
+        return_leaves_open: The server leaves the connection open when the app returns after
+            accept without closing, until the client goes: how it ends is never reported.
+        rejection_status: The HTTP status the client gets when the app raises or returns
+            before accepting.
         cancel_close: The close code the client gets when the server cancels the app's task
             (at shutdown), or ``None``.
         own_closes: ``(code, reason)`` pairs that this server reports when it fails the
@@ -60,6 +64,8 @@ class ServerQuirks:
     client_reason: bool = True
     error_close: int | None = None
     return_close: int | None = None
+    return_leaves_open: bool = False
+    rejection_status: int = 500
     cancel_close: int | None = None
     own_closes: frozenset[tuple[int, str]] = frozenset()
     facts: str = ""
@@ -126,17 +132,25 @@ SERVERS: dict[str, ServerQuirks] = {
             drop="1006",
             client_reason=False,
             error_close=1011,
+            return_leaves_open=True,
             facts="C1: the client's code without its reason; C2: an empty close is code=None; C4: a "
-            "drop is 1006; S-e: the app raising sends 1011; shutdown: the app gets nothing",
+            "drop is 1006; S-e: the app raising sends 1011; an app that returns without closing "
+            "leaves the connection open (tests/matrix); shutdown: the app gets nothing",
         ),
         ServerQuirks(
             name="granian",
             drop="1005 without reason, ambiguous",
             client_reason=False,
             error_close=1005,
+            return_close=1005,
+            rejection_status=403,
+            # Bad close codes from the client: granian fails the connection with 1002
+            # 'Protocol violation' and reports 1002 (with no reason, as always).
+            own_closes=frozenset({(1002, "")}),
             facts="C1: the client's code without its reason; C2/C4/C5/C7: an empty close, a drop, "
-            "an invalid UTF-8 reason and a 1-byte payload are all 1005 with no reason; S-e: the "
-            "app raising sends an empty close frame (the client sees 1005); shutdown: 1005",
+            "an invalid UTF-8 reason and a 1-byte payload are all 1005 with no reason; C6: bad "
+            "codes are failed with 1002; S-e: the app raising, or returning, sends an empty close "
+            "frame (the client sees 1005); raising before accept gives HTTP 403; shutdown: 1005",
         ),
     )
 }

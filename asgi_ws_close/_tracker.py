@@ -94,14 +94,14 @@ TRANSITIONS: dict[ConnectionState, dict[_Event, ConnectionState]] = {
     REJECTED: {},
 }
 
-# The HTTP status servers send for each way of rejecting (ASGI spec; measured on uvicorn,
-# hypercorn, daphne and granian in ../shared/facts/servers.md).
+# ASGI spec: a close before accept is answered with HTTP 403 (measured on every server in
+# ../shared/facts/servers.md). What an app that raises before accept gets is per server.
 _HTTP_FORBIDDEN = 403
-_HTTP_INTERNAL_SERVER_ERROR = 500
 
 
 _NOTHING_UNKNOWN: frozenset[str] = frozenset()
 _REASON_UNKNOWN = frozenset({"reason"})
+_END_UNKNOWN = frozenset({"code", "reason", "clean", "received", "received_then_sent"})
 _CLIENT_CLOSE_UNKNOWN = frozenset({"code", "reason", "clean", "initiator", "received", "received_then_sent"})
 
 
@@ -299,9 +299,12 @@ class CloseTracker:
         if self._transition(_Event.APP_EXIT):
             self.initiator = "app"
             if state is CONNECTING:
-                self.http_status = _HTTP_INTERNAL_SERVER_ERROR
+                self.http_status = self.quirks.rejection_status
                 self.abnormal = True
                 self._clean = False
+            elif state is OPEN and error is None and self.quirks.return_leaves_open:
+                # daphne keeps the connection open until the client goes, and never says how.
+                self._unknown = _END_UNKNOWN
             elif state is OPEN:
                 # The app ended without closing: the server closes the connection, with a
                 # close frame of its own or (uvicorn) without any.

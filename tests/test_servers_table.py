@@ -214,3 +214,33 @@ def test_unknown_codes_read_well_in_str_and_logs(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.INFO, logger="asgi_ws_close"):
         log_close(context, {"type": "websocket", "path": "/ws"})
     assert caplog.records[0].getMessage().endswith("code unknown")
+
+
+def test_granian_fails_bad_codes_with_its_own_1002() -> None:
+    tracker = opened("granian")
+    tracker.receive({"type": "websocket.disconnect", "code": 1002})
+    assert (tracker.initiator, tracker.code, tracker.clean) == ("server", 1002, False)
+
+
+def test_granian_closes_with_an_empty_frame_when_the_app_returns_and_refuses_with_403() -> None:
+    returned = opened("granian")
+    returned.app_exited()
+    assert (returned.initiator, returned.code, returned.clean) == ("app", 1005, False)
+    rejected = CloseTracker(quirks=SERVERS["granian"])
+    rejected.app_exited(RuntimeError("before accept"))
+    assert (rejected.state, rejected.http_status) == (ConnectionState.REJECTED, 403)
+
+
+def test_daphne_leaves_the_connection_open_when_the_app_returns() -> None:
+    tracker = opened("daphne")
+    tracker.app_exited()
+    assert (tracker.state, tracker.initiator, tracker.code, tracker.clean) == (
+        ConnectionState.CLOSED,
+        "app",
+        None,
+        None,
+    )
+    assert "code" in tracker.unknown and "initiator" not in tracker.unknown
+    crashed = opened("daphne")
+    crashed.app_exited(RuntimeError("boom"))
+    assert crashed.code == 1011
