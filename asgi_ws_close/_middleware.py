@@ -12,7 +12,7 @@ from ._codes import CloseCode, close_violation, is_valid_close_code, truncate_re
 from ._context import SCOPE_KEY, _current
 from ._record import CloseContext, OnClose
 from ._servers import GENERIC, SERVERS, ServerQuirks, detect_server
-from ._tracker import CONNECTING, OPEN, CloseTracker, _close_of
+from ._tracker import CLOSING, CONNECTING, OPEN, CloseTracker, _close_of
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["InvalidClosePolicy", "WebSocketCloseMiddleware"]
@@ -60,6 +60,10 @@ class WebSocketCloseMiddleware:
             with its code and reason, so that the client (a browser) sees the app's code
             instead of HTTP 403 (which browsers report as 1006). The context still says
             REJECTED.
+        count_messages: Count the ``websocket.receive`` and ``websocket.send`` messages in
+            ``messages_received`` / ``messages_sent``. ``False`` leaves them ``None`` and
+            takes the counters off the message path, which is most of what the middleware
+            costs per message (see benchmarks/README.md).
         server: The name of the server's entry in the quirks table (``"uvicorn-wsproto"``,
             ``"hypercorn"``, ..., or ``"generic"``), for when it cannot be detected: by
             default it is told by the ``send`` callable the server hands over, which another
@@ -79,6 +83,7 @@ class WebSocketCloseMiddleware:
         invalid_close: InvalidClosePolicy = "pass",
         close_on_error: bool = False,
         reject_with_close_code: bool = False,
+        count_messages: bool = True,
         server: str | None = None,
     ) -> None:
         self.app = app
@@ -91,6 +96,7 @@ class WebSocketCloseMiddleware:
         self.invalid_close: InvalidClosePolicy = invalid_close
         self.close_on_error = close_on_error
         self.reject_with_close_code = reject_with_close_code
+        self.count_messages = count_messages
         self.server = server
         self._quirks: ServerQuirks | None = None
         if server is not None:
@@ -98,8 +104,11 @@ class WebSocketCloseMiddleware:
             if server not in known:
                 raise ValueError(f"server must be one of {', '.join(map(repr, known))}, not {server!r}")
             self._quirks = known[server]
-        # Whether any close needs more than recording: decided once, not per message.
-        self._has_close_policy = invalid_close != "pass" or reject_with_close_code
+        # Decided once, not per connection or message.
+        self._policies: WebSocketCloseMiddleware | None = (
+            self if invalid_close != "pass" or reject_with_close_code else None
+        )
+        self._wrap = _wrap_counting if count_messages else _wrap
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -115,18 +124,14 @@ class WebSocketCloseMiddleware:
             await self.app(scope, receive, send)
             return
 
-        quirks = self._quirks or detect_server(send, scope)
-        tracker = (
-            _TrackedConnection(receive, send, quirks, self)
-            if self._has_close_policy
-            else _Tracked(receive, send, quirks)
-        )
+        tracker = CloseTracker(quirks=self._quirks or detect_server(send, scope), count_messages=self.count_messages)
+        receive_with_tracking, send_with_tracking = self._wrap(tracker, receive, send, self._policies)
         context = CloseContext(tracker)
         context._hooks = self.hooks
         scope[SCOPE_KEY] = context
         token = _current.set(context)
         try:
-            await self.app(scope, tracker.receive_with_tracking, tracker.send_with_tracking)
+            await self.app(scope, receive_with_tracking, send_with_tracking)
         except BaseException as exc:
             if _is_cancellation(exc):
                 tracker.app_cancelled()
@@ -145,95 +150,136 @@ class WebSocketCloseMiddleware:
                 _current.reset(token)
 
 
-class _Tracked(CloseTracker):
-    # The tracker of one connection, plus the server's receive/send: its bound methods are
-    # what the app gets. Subclassing (rather than wrapping) keeps the hot path to one
-    # attribute write per message.
-    __slots__ = ("_receive", "_send")
+# The receive/send the app gets are closures, made once per connection: the cheapest way, in
+# CPython, to put code on the message path (cheaper than bound methods). The context refers to
+# the tracker only, so nothing in the scope refers back to the server's callables: no
+# reference cycle through the scope. Data messages (the hot path) cost a type check; every
+# other message takes the slow path, _forward / tracker.receive.
 
-    def __init__(self, receive: Receive, send: Send, quirks: ServerQuirks) -> None:
-        super().__init__(quirks=quirks)
-        self._receive = receive
-        self._send = send
 
-    async def receive_with_tracking(self) -> Message:
-        message = await self._receive()
+def _wrap(
+    tracker: CloseTracker, receive: Receive, send: Send, policies: WebSocketCloseMiddleware | None
+) -> tuple[Receive, Send]:
+    # Past OPEN, a websocket.send is a send after close: a flag kept here, read on the hot path.
+    closing = False
+
+    async def receive_with_tracking() -> Message:
+        nonlocal closing
+        message = await receive()
         try:
             kind = message["type"]
         except Exception:  # not an ASGI message: the app's to judge, never ours to raise
             return message
-        if kind == "websocket.receive":
-            self.messages_received += 1
-        else:
-            self.receive(message)
+        if kind != "websocket.receive":
+            tracker.receive(message)
+            closing = tracker.state > OPEN
         return message
 
-    async def send_with_tracking(self, message: Message) -> None:
+    async def send_with_tracking(message: Message) -> None:
+        nonlocal closing
         try:
             kind = message["type"]
         except Exception:  # the server will tell the app what is wrong with it
             kind = None
         if kind == "websocket.send":
-            self.messages_sent += 1
-            await self._send(message)
+            if closing:
+                tracker.send(message)
+            await send(message)
             return
-        await self._forward(message, kind)
-
-    async def _forward(self, message: Message, kind: object) -> None:
-        # Record the app's intent first: servers answer a close with a disconnect that the
-        # app may receive before this send returns.
-        self.send(message)
         try:
-            await self._send(message)
-        except BaseException:
-            self.send_failed(message)
-            raise
+            await _forward(tracker, send, policies, message, kind)
+        finally:
+            closing = tracker.state > OPEN
+
+    return receive_with_tracking, send_with_tracking
 
 
-class _TrackedConnection(_Tracked):
-    # The same, for a middleware with close policies: only websocket.close takes a detour.
-    __slots__ = ("_middleware",)
+def _wrap_counting(
+    tracker: CloseTracker, receive: Receive, send: Send, policies: WebSocketCloseMiddleware | None
+) -> tuple[Receive, Send]:
+    # count_messages=True: the same, counting the data messages.
+    closing = False
 
-    def __init__(
-        self, receive: Receive, send: Send, quirks: ServerQuirks, middleware: WebSocketCloseMiddleware
-    ) -> None:
-        super().__init__(receive, send, quirks)
-        self._middleware = middleware
-
-    async def _forward(self, message: Message, kind: object) -> None:
-        if kind != "websocket.close" or self.state > OPEN:
-            await super()._forward(message, kind)
-            return
-        middleware = self._middleware
-        rejecting = self.state is CONNECTING
-        if rejecting and not middleware.reject_with_close_code:
-            # The close never reaches the wire (the client gets HTTP 403): nothing to police.
-            await super()._forward(message, kind)
-            return
-        outgoing = message
-        if middleware.invalid_close != "pass":
-            close = _close_of(message)
-            violation = close_violation(close.code, close.reason)
-            if violation is not None:
-                if middleware.invalid_close == "raise":
-                    raise ValueError(f"{violation}; nothing was sent (invalid_close='raise')")
-                outgoing = _fixed(message, close.code, close.reason)
-        if not rejecting:
-            self.send(outgoing, requested=message)
-            try:
-                await self._send(outgoing)
-            except BaseException:
-                self.send_failed(outgoing)
-                raise
-            return
-        # reject_with_close_code: complete the handshake so that the close frame can go out.
-        self.rejected_with_close(outgoing, requested=message)
+    async def receive_with_tracking() -> Message:
+        nonlocal closing
+        message = await receive()
         try:
-            await self._send({"type": "websocket.accept"})
-            await self._send(outgoing)
-        except BaseException:
-            self.send_failed(outgoing)
-            raise
+            kind = message["type"]
+        except Exception:  # not an ASGI message: the app's to judge, never ours to raise
+            return message
+        if kind == "websocket.receive":
+            tracker.messages_received += 1  # type: ignore[operator]
+        else:
+            tracker.receive(message)
+            closing = tracker.state > OPEN
+        return message
+
+    async def send_with_tracking(message: Message) -> None:
+        nonlocal closing
+        try:
+            kind = message["type"]
+        except Exception:  # the server will tell the app what is wrong with it
+            kind = None
+        if kind == "websocket.send":
+            if closing:
+                tracker.send(message)
+            else:
+                tracker.messages_sent += 1  # type: ignore[operator]
+            await send(message)
+            return
+        try:
+            await _forward(tracker, send, policies, message, kind)
+        finally:
+            closing = tracker.state > OPEN
+
+    return receive_with_tracking, send_with_tracking
+
+
+async def _forward(
+    tracker: CloseTracker, send: Send, policies: WebSocketCloseMiddleware | None, message: Message, kind: object
+) -> None:
+    # The slow path: accept, close, denial responses, and anything unknown.
+    if kind == "websocket.close" and policies is not None and tracker.state <= OPEN:
+        await _police_close(tracker, send, policies, message)
+        return
+    # A close sent now is the connection's close, unless one was sent or received already.
+    first = tracker.state < CLOSING
+    # Record the app's intent first: servers answer a close with a disconnect that the app
+    # may receive before this send returns.
+    tracker.send(message)
+    try:
+        await send(message)
+    except BaseException:
+        if first:
+            tracker.send_failed(message)
+        raise
+
+
+async def _police_close(
+    tracker: CloseTracker, send: Send, middleware: WebSocketCloseMiddleware, message: Message
+) -> None:
+    rejecting = tracker.state is CONNECTING
+    outgoing = message
+    # Only a close that goes on the wire is checked: before accept, the client gets HTTP 403
+    # unless reject_with_close_code turns the close into a close frame.
+    if (not rejecting or middleware.reject_with_close_code) and middleware.invalid_close != "pass":
+        close = _close_of(message)
+        violation = close_violation(close.code, close.reason)
+        if violation is not None:
+            if middleware.invalid_close == "raise":
+                raise ValueError(f"{violation}; nothing was sent (invalid_close='raise')")
+            outgoing = _fixed(message, close.code, close.reason)
+    try:
+        if rejecting and middleware.reject_with_close_code:
+            # Complete the handshake so that the close frame can go out.
+            tracker.rejected_with_close(outgoing, requested=message)
+            await send({"type": "websocket.accept"})
+        else:
+            tracker.send(outgoing, requested=message)
+        await send(outgoing)
+    except BaseException:
+        tracker.send_failed(outgoing)
+        raise
 
 
 def _fixed(message: Message, code: int, reason: str) -> Message:

@@ -65,8 +65,8 @@ class CloseRecord:
     opened_at: float
     closed_at: float | None
     duration: float | None
-    messages_received: int
-    messages_sent: int
+    messages_received: int | None
+    messages_sent: int | None
     server: str | None
     unknown: frozenset[str]
 
@@ -228,13 +228,17 @@ class CloseContext:
         return self._tracker.duration
 
     @property
-    def messages_received(self) -> int:
-        """How many ``websocket.receive`` messages the app received."""
+    def messages_received(self) -> int | None:
+        """How many ``websocket.receive`` messages the app received.
+
+        ``None`` when the middleware runs with ``count_messages=False``, which takes the
+        counters off the message path.
+        """
         return self._tracker.messages_received
 
     @property
-    def messages_sent(self) -> int:
-        """How many ``websocket.send`` messages the app handed to the server."""
+    def messages_sent(self) -> int | None:
+        """How many ``websocket.send`` messages the app handed to the server (``None``: not counted)."""
         return self._tracker.messages_sent
 
     @property

@@ -52,8 +52,9 @@ class ServerQuirks:
             accept without closing, until the client goes: how it ends is never reported.
         rejection_status: The HTTP status the client gets when the app raises or returns
             before accepting.
-        cancel_close: The close code the client gets when the server cancels the app's task
-            (at shutdown), or ``None``.
+        cancel_close: The close code the client gets when the app's task is cancelled (as
+            servers do at shutdown), ``None`` when the connection is dropped without a close
+            frame, or ``"unknown"`` when it depends on who cancelled.
         own_closes: ``(code, reason)`` pairs that this server reports when it fails the
             connection itself, beyond the texts of ``_signatures.py``.
         facts: The measured facts (servers.md) this entry encodes.
@@ -66,7 +67,7 @@ class ServerQuirks:
     return_close: int | None = None
     return_leaves_open: bool = False
     rejection_status: int = 500
-    cancel_close: int | None = None
+    cancel_close: int | Literal["unknown"] | None = None
     own_closes: frozenset[tuple[int, str]] = frozenset()
     facts: str = ""
 
@@ -74,6 +75,7 @@ class ServerQuirks:
 #: The ASGI spec, and what most servers do, for a server not in the table.
 GENERIC = ServerQuirks(
     name="generic",
+    cancel_close="unknown",
     # A 1005 with no reason key is a drop on some servers and an empty close frame on others.
     drop="1005 without reason, ambiguous",
     facts="ASGI spec: 1005 when the frame had no code, 1006 when no frame came; reason optional "
@@ -82,7 +84,9 @@ GENERIC = ServerQuirks(
 
 _UVICORN_FACTS = (
     "C1-C3: the client's code and reason; C2: empty close = 1005 with reason=''; "
-    "S-e: the app raising drops TCP without a close frame; shutdown: 1012 without reason"
+    "S-e: the app raising drops TCP without a close frame; shutdown: 1012 without reason; a "
+    "cancelled handler: after that 1012 at shutdown (--timeout-graceful-shutdown), or a TCP "
+    "drop when the app cancelled itself (tests/test_faults.py)"
 )
 
 #: One entry per server (and WebSocket implementation), by name.
@@ -92,12 +96,14 @@ SERVERS: dict[str, ServerQuirks] = {
         ServerQuirks(
             name="uvicorn-websockets",
             drop="1006",
+            cancel_close="unknown",
             facts=f"{_UVICORN_FACTS}; C4: a drop is 1006 with reason=''; C5-C7: client protocol "
             "errors are reported as 1006 too (the client got 1002/1007)",
         ),
         ServerQuirks(
             name="uvicorn-websockets-sansio",
             drop="1005 without reason",
+            cancel_close="unknown",
             # A text frame that is not UTF-8: uvicorn sends 1007 without a reason and reports
             # that (Autobahn 6.3-6.6; uvicorn's send_receive_event_to_app).
             own_closes=frozenset({(1007, "")}),
@@ -107,6 +113,7 @@ SERVERS: dict[str, ServerQuirks] = {
         ServerQuirks(
             name="uvicorn-wsproto",
             drop="1005 without reason",
+            cancel_close="unknown",
             facts=f"{_UVICORN_FACTS}; C4: a drop is 1005 with no reason key",
         ),
         # uvicorn seen through a wrapped send: all three implementations read alike here (the
@@ -114,6 +121,7 @@ SERVERS: dict[str, ServerQuirks] = {
         ServerQuirks(
             name="uvicorn",
             drop="1005 without reason",
+            cancel_close="unknown",
             facts=f"{_UVICORN_FACTS}; C4: a drop is 1006 (websockets) or 1005 with no reason key",
         ),
         ServerQuirks(

@@ -14,8 +14,8 @@ import re
 __all__: list[str] = []
 
 # 1012 Service Restart is what uvicorn sends on shutdown (all three implementations), with no
-# reason; clients do not send it.
-SERVER_ONLY_CODES: frozenset[int] = frozenset({1012})
+# reason key at all; a client's own 1012 comes with a reason (uvicorn reports reason="").
+SHUTDOWN_CODES: frozenset[int] = frozenset({1012})
 
 # Reasons put in the disconnect by uvicorn when its protocol library failed the connection:
 # websockets (src/websockets/frames.py, protocol.py) and wsproto (frame_protocol.py), plus
@@ -44,9 +44,15 @@ _SERVER_REASONS: dict[int, re.Pattern[str]] = {
 }
 
 
-def is_server_generated(code: int, reason: str) -> bool:
-    """Tell whether a disconnect status is one the server generated rather than the peer's."""
-    if code in SERVER_ONLY_CODES:
+def is_server_generated(code: int, reason: str, has_reason: bool = True) -> bool:
+    """Tell whether a disconnect status is one the server generated rather than the peer's.
+
+    Args:
+        code: The disconnect's code.
+        reason: Its reason, ``""`` if none.
+        has_reason: Whether the disconnect had a ``reason`` key at all.
+    """
+    if code in SHUTDOWN_CODES and not has_reason:
         return True
     pattern = _SERVER_REASONS.get(code)
     return pattern is not None and pattern.match(reason) is not None

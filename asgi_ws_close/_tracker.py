@@ -120,7 +120,7 @@ def _code_of(message: Mapping[str, Any], default: int = CloseCode.NO_STATUS_RCVD
         return default
     try:
         return as_close_code(int(code))
-    except (TypeError, ValueError, OverflowError):
+    except Exception:  # whatever int() of a stranger's object raises, it is no code
         return default
 
 
@@ -137,7 +137,10 @@ def _reason_of(message: Mapping[str, Any]) -> str:
         return reason
     if isinstance(reason, (bytes, bytearray)):
         return bytes(reason).decode("utf-8", "replace")
-    return str(reason)
+    try:
+        return str(reason)
+    except Exception:  # an object whose __str__ raises is no reason
+        return ""
 
 
 class CloseTracker:
@@ -152,6 +155,8 @@ class CloseTracker:
         wall_clock: Wall clock, for :attr:`opened_at` and :attr:`closed_at`.
         quirks: What the connection's server means by what it reports
             (:data:`asgi_ws_close._servers.SERVERS`); the ASGI spec's rules by default.
+        count_messages: Count ``websocket.receive`` / ``websocket.send`` messages; without
+            it, :attr:`messages_received` and :attr:`messages_sent` are ``None``.
     """
 
     __slots__ = (
@@ -159,7 +164,6 @@ class CloseTracker:
         "_clock",
         "_ended",
         "_late_messages",
-        "_sent_before_end",
         "_server_close",
         "_unknown",
         "_started",
@@ -187,6 +191,7 @@ class CloseTracker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         quirks: ServerQuirks = GENERIC,
+        count_messages: bool = True,
     ) -> None:
         self.quirks = quirks
         self._clock = clock
@@ -211,11 +216,9 @@ class CloseTracker:
         self._clean = True
         self.error: BaseException | None = None
         self.http_status: int | None = None
-        self.messages_received = 0
-        self.messages_sent = 0
-        # messages_sent when the connection stopped being OPEN: later ones are sends after
-        # close, counted without any cost on the hot path.
-        self._sent_before_end: int | None = None
+        self.messages_received: int | None = 0 if count_messages else None
+        self.messages_sent: int | None = 0 if count_messages else None
+        # Messages the app handed to send() after its close or the connection's end.
         self._late_messages = 0
         self.opened_at: float = wall_clock()
         self.closed_at: float | None = None
@@ -230,7 +233,8 @@ class CloseTracker:
         """Record a message that the server delivered to the app through ``receive()``."""
         kind = _type_of(message)
         if kind == "websocket.receive":
-            self.messages_received += 1
+            if self.messages_received is not None:
+                self.messages_received += 1
         elif kind == "websocket.disconnect":
             self._disconnect(message)
         # websocket.connect changes nothing; unknown types are not ours to judge.
@@ -245,7 +249,10 @@ class CloseTracker:
         """
         kind = _type_of(message)
         if kind == "websocket.send":
-            self.messages_sent += 1
+            if self.messages_sent is not None:
+                self.messages_sent += 1
+            if self.state >= CLOSING:
+                self._late_messages += 1
         elif kind == "websocket.accept":
             if not self._transition(_Event.ACCEPT) and self.state >= CLOSING:
                 self._late_messages += 1
@@ -318,7 +325,12 @@ class CloseTracker:
         state = self.state
         if self._transition(_Event.CANCEL) and state is not CLOSING:
             self.initiator = "server"
-            self._end_by_server(self.quirks.cancel_close if state is OPEN else None)
+            cancel_close = self.quirks.cancel_close if state is OPEN else None
+            if cancel_close == "unknown":
+                self._clean = False
+                self._unknown = _END_UNKNOWN
+            else:
+                self._end_by_server(cancel_close)
 
     # Derived, read-only facts.
 
@@ -362,9 +374,7 @@ class CloseTracker:
     @property
     def sends_after_close(self) -> int:
         """Messages the app handed to ``send()`` after its close or the connection's end."""
-        before = self._sent_before_end
-        late_data = 0 if before is None else self.messages_sent - before
-        return late_data + self._late_messages
+        return self._late_messages
 
     @property
     def duration(self) -> float | None:
@@ -397,8 +407,6 @@ class CloseTracker:
         if new_state is None:
             return False
         self.state = new_state
-        if self._sent_before_end is None and new_state >= CLOSING:
-            self._sent_before_end = self.messages_sent
         if new_state >= CLOSED:
             self._ended = self._clock()
             self.closed_at = self._wall_clock()
@@ -465,7 +473,7 @@ class CloseTracker:
         self.received = Close(code, reason)
         if not self.quirks.client_reason:
             self._unknown = _REASON_UNKNOWN
-        if (code, reason) in self.quirks.own_closes or is_server_generated(code, reason):
+        if (code, reason) in self.quirks.own_closes or is_server_generated(code, reason, "reason" in message):
             self.initiator = "server"
             self.received_then_sent = False
             # A server fails the connection on a protocol error; 1012 is an orderly restart.

@@ -322,11 +322,6 @@ def test_app_catches_the_send_error_then_receives_the_disconnect(target: Target,
         assert got == want
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: uvicorn refuses a second websocket.close (RuntimeError in send); send_failed() "
-    "then marks the connection abnormal (1006, not clean) although the first close went out",
-)
 def test_a_refused_second_close_keeps_the_first(target: Target) -> None:
     conn_id, path = target.path("/ws/double-close", "double-close")
     with RawWebSocket.connect(target.server.port, path, timeout=CLIENT_TIMEOUT) as raw:
@@ -345,16 +340,17 @@ def test_app_cancels_its_own_task(target: Target) -> None:
     """A CancelledError escaping the app is recorded as a cancellation by the server.
 
     The middleware cannot tell who cancelled the task; it documents "server" (shutdown is the
-    usual canceller). uvicorn drops TCP without a close frame: 1006.
+    usual canceller). What the client got depends on who cancelled (here uvicorn drops TCP
+    without a close frame; at shutdown it sends 1012 first), so the code is unknown.
     """
     conn_id, path = target.path("/ws/cancel-self", "cancel-self")
     with RawWebSocket.connect(target.server.port, path, timeout=CLIENT_TIMEOUT) as raw:
         assert raw.recv_text() == "ready"
         raw.send_text("go")
         assert raw.read_ending() == Ending("eof")
-    assert fields(target.on_close(conn_id)) == expected(
-        target.impl, initiator="server", code=1006, clean=False, messages_received=1, messages_sent=1
-    )
+    got = fields(target.on_close(conn_id))
+    assert (got["state"], got["initiator"], got["code"], got["clean"]) == ("CLOSED", "server", None, None)
+    assert {"code", "clean"} <= set(target.on_close(conn_id)["record"]["unknown"])
 
 
 @dataclass(frozen=True)
@@ -365,6 +361,7 @@ class CancelledAtShutdown:
     ending: Ending
     record: dict[str, Any]
     echo: dict[str, Any]
+    unknown: list[str]
 
 
 @pytest.fixture(scope="module", params=IMPLS)
@@ -388,7 +385,9 @@ def cancelled_at_shutdown(
             log = server.describe()
     assert "Cancel 1 running task(s), timeout graceful shutdown exceeded" in log, log
     lines = check_exactly_one_record_each(records, {"stall", "echo"})
-    yield CancelledAtShutdown(impl, ending, fields(lines["stall"]), fields(lines["echo"]))
+    yield CancelledAtShutdown(
+        impl, ending, fields(lines["stall"]), fields(lines["echo"]), lines["stall"]["record"]["unknown"]
+    )
 
 
 def test_shutdown_timeout_cancels_a_stalled_handler(cancelled_at_shutdown: CancelledAtShutdown) -> None:
@@ -396,11 +395,8 @@ def test_shutdown_timeout_cancels_a_stalled_handler(cancelled_at_shutdown: Cance
     running after --timeout-graceful-shutdown: the record says the server ended it."""
     case = cancelled_at_shutdown
     assert case.ending == Ending("close", struct.pack("!H", 1012)), "the client gets 1012 at once"
-    got = dict(case.record)
-    got.pop("code")  # see the next test
-    want = expected(case.impl, initiator="server", code=0, clean=False, messages_sent=1)
-    del want["code"]
-    assert got == want
+    got = case.record
+    assert (got["state"], got["initiator"], got["code"], got["clean"]) == ("CLOSED", "server", None, None)
     # The connection that did receive its disconnect: 1012 from the server, clean.
     assert case.echo == expected(
         case.impl,
@@ -414,16 +410,14 @@ def test_shutdown_timeout_cancels_a_stalled_handler(cancelled_at_shutdown: Cance
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: uvicorn's quirks say cancel_close=None, but uvicorn sent 1012 before cancelling: "
-    "the record says 1006 for a connection the client saw closed with 1012",
-)
-def test_shutdown_timeout_cancellation_records_the_1012_the_client_got(
+def test_shutdown_timeout_cancellation_does_not_guess_the_code(
     cancelled_at_shutdown: CancelledAtShutdown,
 ) -> None:
+    # The client got 1012, but a cancelled handler may also be one that cancelled itself (a
+    # drop): the record says the code is unknown rather than guess.
     assert cancelled_at_shutdown.ending.code == 1012
-    assert cancelled_at_shutdown.record["code"] == 1012
+    assert cancelled_at_shutdown.record["code"] is None
+    assert "code" in cancelled_at_shutdown.unknown
 
 
 # Shutdown with many connections open.

@@ -318,12 +318,6 @@ def test_metrics_labels_stay_bounded(target: Target) -> None:
     assert total == len(on_close_lines(target.records))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: 1012 is in _signatures.SERVER_ONLY_CODES, so a client's own close 1012 is "
-    "recorded as the server's (initiator 'server'); uvicorn's shutdown disconnect has no "
-    "'reason' key, a client's 1012 has reason '', which would tell them apart",
-)
 def test_a_client_close_with_1012_is_the_clients(target: Target) -> None:
     conn_id, path = target.path("client-1012")
     payload = close_payload(1012, b"forged restart")

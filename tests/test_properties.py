@@ -190,8 +190,7 @@ def test_fuzz_run_quick_bound() -> None:
     assert result.rounds == rounds
 
 
-# Core bugs found by this tier: each test asserts the right behaviour (the xfail ones fail
-# until the core is fixed; strict, so a fix shows).
+# Core bugs found by this tier (fixed since): each test asserts the right behaviour.
 
 
 def test_str_and_repr_of_a_record_whose_code_is_unknown() -> None:
@@ -213,11 +212,6 @@ class RaisingStr:
         raise RuntimeError("__str__ failed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: _tracker._reason_of calls str() on a non-str reason unguarded: the "
-    "middleware's receive() raises (its own error) for a disconnect whose reason's __str__ raises",
-)
 def test_a_reason_whose_str_raises_is_no_error_of_the_middleware() -> None:
     got: list[Any] = []
     odd: Message = {"type": "websocket.disconnect", "code": 4000, "reason": RaisingStr()}
@@ -238,11 +232,6 @@ def test_a_reason_whose_str_raises_is_no_error_of_the_middleware() -> None:
     assert got == [odd]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a second websocket.close that the server refuses (uvicorn raises "
-    "RuntimeError) goes to send_failed() while CLOSING and turns a clean close into 1006",
-)
 def test_a_refused_second_close_does_not_spoil_the_first() -> None:
     records: list[dict[str, Any]] = []
     incoming: list[Message] = [
