@@ -24,4 +24,22 @@ from __future__ import annotations
 
 from .._sanitize import CODE_LABELS, ELLIPSIS, MAX_REASON_LENGTH, code_label, sanitize_reason
 
-__all__ = ["CODE_LABELS", "ELLIPSIS", "MAX_REASON_LENGTH", "code_label", "sanitize_reason"]
+__all__ = ["CODE_LABELS", "DEFAULT_DURATION_BUCKETS", "ELLIPSIS", "MAX_REASON_LENGTH", "code_label", "sanitize_reason"]
+
+#: Connection durations, in seconds: WebSockets live from milliseconds (a rejected or
+#: failed handshake) to a day (a dashboard left open), so the buckets span both.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.01,
+    0.1,
+    1.0,
+    5.0,
+    15.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    4 * 3600.0,
+    12 * 3600.0,
+    24 * 3600.0,
+)

@@ -48,6 +48,7 @@ from .._record import CloseContext
 from .._sanitize import MAX_REASON_LENGTH, code_label, sanitize_reason
 from .._tracker import ConnectionState
 from .._types import ASGIApp, Receive, Scope, Send
+from . import DEFAULT_DURATION_BUCKETS
 
 try:
     from opentelemetry import metrics, trace
@@ -90,24 +91,6 @@ _ATTR_ERROR_TYPE = "error.type"
 METRIC_CLOSES = "websocket.server.closes"
 METRIC_DURATION = "websocket.server.connection.duration"
 METRIC_ACTIVE_CONNECTIONS = "websocket.server.active_connections"
-
-#: The explicit bucket boundaries advised for the duration histogram, in seconds (the same
-#: as the Prometheus integration's): from a failed handshake to a dashboard left open a day.
-DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
-    0.01,
-    0.1,
-    1.0,
-    5.0,
-    15.0,
-    60.0,
-    300.0,
-    900.0,
-    1800.0,
-    3600.0,
-    4 * 3600.0,
-    12 * 3600.0,
-    24 * 3600.0,
-)
 
 
 class OpenTelemetryCloseInstrumentation:

@@ -38,6 +38,7 @@ from .._record import CloseContext
 from .._sanitize import code_label
 from .._tracker import ConnectionState
 from .._types import ASGIApp, Receive, Scope, Send
+from . import DEFAULT_DURATION_BUCKETS
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -47,24 +48,6 @@ except ImportError as exc:
     ) from exc
 
 __all__ = ["DEFAULT_DURATION_BUCKETS", "PrometheusCloseMetrics"]
-
-#: Connection durations, in seconds: WebSockets live from milliseconds (a rejected or
-#: failed handshake) to a day (a dashboard left open), so the buckets span both.
-DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
-    0.01,
-    0.1,
-    1.0,
-    5.0,
-    15.0,
-    60.0,
-    300.0,
-    900.0,
-    1800.0,
-    3600.0,
-    4 * 3600.0,
-    12 * 3600.0,
-    24 * 3600.0,
-)
 
 
 class PrometheusCloseMetrics:
