@@ -165,11 +165,15 @@ def _accepted() -> CloseTracker:
     return tracker
 
 
-def client_closes(code: int, reason: str) -> CloseContext:
+def client_closes(code: int, reason: str | None) -> CloseContext:
+    # reason=None: no reason key at all, as in uvicorn's shutdown disconnect (1012).
     tracker = _accepted()
     tracker.receive({"type": "websocket.receive", "text": "hi"})
     tracker.send({"type": "websocket.send", "text": "hi"})
-    tracker.receive({"type": "websocket.disconnect", "code": code, "reason": reason})
+    disconnect: dict[str, object] = {"type": "websocket.disconnect", "code": code}
+    if reason is not None:
+        disconnect["reason"] = reason
+    tracker.receive(disconnect)
     tracker.app_exited()
     return CloseContext(tracker)
 
@@ -232,7 +236,7 @@ def log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
             "WebSocket /ws closed by app after 1.500 s, clean: 4003 (private use) nope",
         ),
         (
-            client_closes(1012, ""),
+            client_closes(1012, None),
             logging.INFO,
             "WebSocket /ws closed by server after 1.500 s, clean: 1012 (service restart)",
         ),
