@@ -25,7 +25,9 @@ WINDOW = 64  # messages in flight: the server is busy for ~1 ms per window, then
 
 def run(quick: bool) -> BenchResult:
     count, rounds, blocks = (5_000, 4, 2) if quick else (10_000, 3, 8)
-    limit = 0.85 if quick else 0.99
+    # Quick mode catches gross regressions only: on 2 shared cores a round's ratio swings
+    # between about 0.7x and 1.5x, and a CI run saw medians of 0.80x with nothing changed.
+    limit = 0.5 if quick else 0.99
     result = BenchResult(2, NAME, f"{TITLE} ({count:,} messages x {rounds * blocks} rounds)")
     with Client() as client:
         for ws in IMPLEMENTATIONS:

@@ -107,7 +107,8 @@ def best_of(app: ASGIApp, count: int, repeats: int) -> float:
 
 def run(quick: bool) -> BenchResult:
     count, repeats, rounds = (20_000, 5, 7) if quick else (50_000, 7, 15)
-    limit = 1.6 if quick else 1.15
+    # Quick mode catches gross regressions only (single rounds reach 1.5x on a busy machine).
+    limit = 2.0 if quick else 1.15
     for app in APPS.values():  # warm-up: caches, specialisation of the bytecode
         ns_per_message(app, count // 10)
     times = interleaved(rounds, VARIANTS, lambda variant: best_of(APPS[variant], count, repeats))
