@@ -58,10 +58,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._context import SCOPE_KEY
-from ._middleware import WebSocketCloseMiddleware
+from ._middleware import WebSocketCloseMiddleware, _is_cancellation, _wrap_counting
 from ._record import CloseContext, CloseRecord
 from ._tracker import CloseTracker
-from ._types import ASGIApp, Message, Receive, Scope, Send
+from ._types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["CloseCapture", "capture_closes"]
 
@@ -220,9 +220,11 @@ class _CaptureApp:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
-        tracker = _Observed(receive, send)
+        # The middleware's own bookkeeping, so that a capture without it reads the same.
+        tracker = CloseTracker()
+        receive_with_tracking, send_with_tracking = _wrap_counting(tracker, receive, send, None)
         try:
-            await self.app(scope, tracker.receive_with_tracking, tracker.send_with_tracking)
+            await self.app(scope, receive_with_tracking, send_with_tracking)
         except BaseException as exc:
             if _is_cancellation(exc):
                 tracker.app_cancelled()
@@ -238,35 +240,3 @@ class _CaptureApp:
             if not isinstance(context, CloseContext):
                 context = CloseContext(tracker)
             self.capture._add(context.snapshot())
-
-
-class _Observed(CloseTracker):
-    # The same bookkeeping as the middleware's, through CloseTracker's public methods.
-    __slots__ = ("_receive", "_send")
-
-    def __init__(self, receive: Receive, send: Send) -> None:
-        super().__init__()
-        self._receive = receive
-        self._send = send
-
-    async def receive_with_tracking(self) -> Message:
-        message = await self._receive()
-        self.receive(message)
-        return message
-
-    async def send_with_tracking(self, message: Message) -> None:
-        # Recorded before it goes: the answer to a close may arrive before send() returns.
-        self.send(message)
-        try:
-            await self._send(message)
-        except BaseException:
-            self.send_failed(message)
-            raise
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    if isinstance(exc, asyncio.CancelledError):
-        return True
-    # trio.Cancelled, without importing trio.
-    cls = type(exc)
-    return cls.__name__ == "Cancelled" and cls.__module__.startswith("trio")
