@@ -58,7 +58,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._context import SCOPE_KEY
-from ._middleware import WebSocketCloseMiddleware, _is_cancellation, _wrap_counting
+from ._middleware import WebSocketCloseMiddleware, _CountingRelay, _is_cancellation
 from ._record import CloseContext, CloseRecord
 from ._tracker import CloseTracker
 from ._types import ASGIApp, Receive, Scope, Send
@@ -222,9 +222,9 @@ class _CaptureApp:
             return
         # The middleware's own bookkeeping, so that a capture without it reads the same.
         tracker = CloseTracker()
-        receive_with_tracking, send_with_tracking = _wrap_counting(tracker, receive, send, None)
+        relay = _CountingRelay(tracker, receive, send, None)
         try:
-            await self.app(scope, receive_with_tracking, send_with_tracking)
+            await self.app(scope, relay.receive, relay.send)
         except BaseException as exc:
             if _is_cancellation(exc):
                 tracker.app_cancelled()

@@ -381,7 +381,8 @@ class ServerSendFault:
         await self.app(scope, receive, failing_send)
 
 
-app: ASGIApp = ServerSendFault(WebSocketCloseMiddleware(Router(), on_close=on_close))
+# Counting on: the fault tests check what was counted when a send fails.
+app: ASGIApp = ServerSendFault(WebSocketCloseMiddleware(Router(), on_close=on_close, count_messages=True))
 
 
 # Server side: the hostile app, with the observability integrations.
@@ -449,7 +450,7 @@ def _hostile_app() -> ASGIApp:
             return generate_latest(registry)
 
     router = Router(metrics=metrics_text, startup=_log_to_file)
-    return wrap(WebSocketCloseMiddleware(router, on_close=hooks))
+    return wrap(WebSocketCloseMiddleware(router, on_close=hooks, count_messages=True))
 
 
 def __getattr__(name: str) -> Any:

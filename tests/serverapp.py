@@ -204,10 +204,12 @@ ROUTES: dict[str, Callable[[WebSocket], Awaitable[None]]] = {
     "/ws/wait-before-accept": wait_before_accept,
 }
 
+# Counting on: the matrix records messages_received / messages_sent on every server. (The
+# default, uncounted path runs on real servers in the policy, framework and observability tiers.)
 starlette_app = Starlette(routes=[WebSocketRoute(path, func) for path, func in ROUTES.items()])
-starlette_app.add_middleware(WebSocketCloseMiddleware, on_close=on_close)
+starlette_app.add_middleware(WebSocketCloseMiddleware, on_close=on_close, count_messages=True)
 
 fastapi_app = FastAPI()
 for _path, _func in ROUTES.items():
     fastapi_app.add_api_websocket_route(_path, _func)
-fastapi_app.add_middleware(WebSocketCloseMiddleware, on_close=on_close)
+fastapi_app.add_middleware(WebSocketCloseMiddleware, on_close=on_close, count_messages=True)

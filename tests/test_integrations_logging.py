@@ -447,7 +447,7 @@ def test_log_close_as_one_of_several_hooks(log: pytest.LogCaptureFixture) -> Non
     def after(context: CloseContext, scope: Scope) -> None:
         seen.append(context.reason)
 
-    app = WebSocketCloseMiddleware(_echo_until_disconnect, on_close=[failing, log_close, after])
+    app = WebSocketCloseMiddleware(_echo_until_disconnect, on_close=[failing, log_close, after], count_messages=True)
     asyncio.run(
         _drive(
             app,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
+import sys
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -126,6 +129,91 @@ def test_sent_messages_are_the_apps_own_objects() -> None:
     assert len(driver.sent) == 3
     assert all(a is b for a, b in zip(driver.sent, outgoing, strict=True))
     assert outgoing[2] == {"type": "websocket.close", "code": 4000, "reason": "r"}
+
+
+def _chatty_driver() -> Driver:
+    return Driver(
+        [
+            {"type": "websocket.connect"},
+            {"type": "websocket.receive", "text": "a"},
+            {"type": "websocket.receive", "bytes": b"b"},
+            {"type": "websocket.receive", "text": "close"},
+            {"type": "websocket.disconnect", "code": 4003, "reason": "nope"},
+        ]
+    )
+
+
+def test_messages_are_not_counted_by_default() -> None:
+    driver = _chatty_driver()
+    driver.run(WebSocketCloseMiddleware(echo_app_closing(4003, "nope")))
+    context = get_close_context(driver.scope)
+    assert context.messages_received is None and context.messages_sent is None
+    assert context.to_dict()["messages_received"] is None
+    assert context.code == 4003  # everything else is recorded as with counting
+
+
+def test_count_messages_counts_data_messages_only() -> None:
+    driver = _chatty_driver()
+    driver.run(WebSocketCloseMiddleware(echo_app_closing(4003, "nope"), count_messages=True))
+    context = get_close_context(driver.scope)
+    # 3 websocket.receive in, 3 websocket.send out; connect, accept, close, disconnect are not data.
+    assert (context.messages_received, context.messages_sent) == (3, 3)
+    assert driver.sent == _bare_run(_chatty_driver(), echo_app_closing(4003, "nope"))
+
+
+def _bare_run(driver: Driver, app: ASGIApp) -> list[Message]:
+    driver.run(app)
+    return driver.sent
+
+
+@pytest.mark.parametrize("count_messages", [False, True])
+def test_a_data_send_is_the_servers_own_awaitable(count_messages: bool) -> None:
+    # The app awaits what the server's send() returned: no frame of ours in between.
+    returned: list[object] = []
+    got: list[object] = []
+
+    class Server(Driver):
+        def send(self, message: Message) -> Awaitable[None]:  # type: ignore[override]
+            awaitable = super().send(message)
+            returned.append(awaitable)
+            return awaitable
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        awaitable = send({"type": "websocket.send", "text": "hi"})
+        got.append(awaitable)
+        await awaitable
+        await send({"type": "websocket.close", "code": 1000})
+
+    server = Server([{"type": "websocket.connect"}])
+    server.run(WebSocketCloseMiddleware(app, count_messages=count_messages))
+    assert got[0] is returned[1]
+    assert [m["type"] for m in server.sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+
+
+@pytest.mark.parametrize("count_messages", [False, True])
+def test_the_wrapped_send_and_receive_are_coroutine_functions(count_messages: bool) -> None:
+    # Code that inspects send (asgiref's async_to_sync, as Channels' sync consumers use it)
+    # must see an async callable, as it does without the middleware.
+    seen: list[tuple[bool, bool, bool, bool]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(
+            (
+                inspect.iscoroutinefunction(receive),
+                asyncio.iscoroutinefunction(receive),
+                sys.version_info < (3, 12) or inspect.iscoroutinefunction(send),
+                asyncio.iscoroutinefunction(send),
+            )
+        )
+        await receive()
+        await send({"type": "websocket.close"})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # asyncio.iscoroutinefunction on 3.14
+        Driver([{"type": "websocket.connect"}]).run(WebSocketCloseMiddleware(app, count_messages=count_messages))
+    assert seen == [(True, True, True, True)]
 
 
 @pytest.mark.parametrize("scope_type", ["http", "lifespan"])
@@ -375,7 +463,7 @@ def test_snapshot_is_frozen_and_to_dict_is_json() -> None:
             {"type": "websocket.disconnect", "code": 4001, "reason": "bye"},
         ]
     )
-    driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, "")))
+    driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, ""), count_messages=True))
     context = get_close_context(driver.scope)
     snapshot = context.snapshot()
     assert snapshot.code == context.code == 4001
@@ -433,14 +521,21 @@ def test_a_second_instance_reuses_the_first_context_and_both_hooks_run_once() ->
         contexts.append(get_close_context(scope))
         await echo_app_closing(1000, "")(scope, receive, send)
 
-    inner = WebSocketCloseMiddleware(app, on_close=inner_hooks)
-    outer = WebSocketCloseMiddleware(inner, on_close=outer_hooks)
-    driver = Driver([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 4001, "reason": "x"}])
+    inner = WebSocketCloseMiddleware(app, on_close=inner_hooks, count_messages=True)
+    outer = WebSocketCloseMiddleware(inner, on_close=outer_hooks, count_messages=True)
+    driver = Driver(
+        [
+            {"type": "websocket.connect"},
+            {"type": "websocket.receive", "text": "a"},
+            {"type": "websocket.disconnect", "code": 4001, "reason": "x"},
+        ]
+    )
     driver.run(outer)
     assert len(outer_hooks.calls) == len(inner_hooks.calls) == 1
     assert outer_hooks.calls[0][0] is inner_hooks.calls[0][0] is contexts[0]
     assert inner_hooks.states == [ConnectionState.CLOSED]
-    assert contexts[0].messages_received == 0  # counted once, by the outer instance
+    # Counted once, by the outer instance.
+    assert (contexts[0].messages_received, contexts[0].messages_sent) == (1, 1)
 
 
 def test_nothing_is_retained_after_the_connection_ends() -> None:

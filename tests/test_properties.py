@@ -81,15 +81,16 @@ def test_tracker_invariants_hold_for_any_events(case: tuple[int, list[TrackerEve
 
 
 @PROPERTY_SETTINGS
-@given(server_scripts(), app_scripts(), st.sampled_from(SERVER_NAMES), HOOKS, st.none() | HOOKS)
+@given(server_scripts(), app_scripts(), st.sampled_from(SERVER_NAMES), HOOKS, st.none() | HOOKS, st.booleans())
 def test_the_default_middleware_forwards_everything_unchanged(
     server_script: ServerScript,
     app_script: AppScript,
     server: str | None,
     hooks: list[str],
     inner_hooks: list[str] | None,
+    count_messages: bool,
 ) -> None:
-    check_default_policy(server_script, app_script, server, hooks, inner_hooks)
+    check_default_policy(server_script, app_script, server, hooks, inner_hooks, count_messages=count_messages)
 
 
 @PROPERTY_SETTINGS
@@ -135,17 +136,22 @@ ODD_OTHERS: dict[str, Any] = {
 }
 ALL_POLICIES = [
     pytest.param(Policy(), id="default"),
+    pytest.param(Policy(count_messages=True), id="count_messages"),
     pytest.param(Policy(invalid_close="fix"), id="fix"),
     pytest.param(Policy(invalid_close="raise"), id="raise"),
     pytest.param(Policy(close_on_error=True), id="close_on_error"),
     pytest.param(Policy(reject_with_close_code=True), id="reject_with_close_code"),
-    pytest.param(Policy(invalid_close="fix", reject_with_close_code=True, close_on_error=True), id="all"),
+    pytest.param(
+        Policy(invalid_close="fix", reject_with_close_code=True, close_on_error=True, count_messages=True), id="all"
+    ),
 ]
 
 
 def _check(server_script: ServerScript, app_script: AppScript, policy: Policy) -> None:
     if policy.default:
-        check_default_policy(server_script, app_script, None, ["sync", "async"], ["failing"])
+        check_default_policy(
+            server_script, app_script, None, ["sync", "async"], ["failing"], count_messages=policy.count_messages
+        )
     else:
         check_any_policy(server_script, app_script, policy, ["sync", "failing-async"])
 
@@ -161,7 +167,7 @@ def test_odd_closes_from_the_app(name: str, accepted: bool, policy: Policy) -> N
     _check(server, AppScript(steps, "return"), policy)
 
 
-@pytest.mark.parametrize("policy", ALL_POLICIES[:2])
+@pytest.mark.parametrize("policy", ALL_POLICIES[:3])
 @pytest.mark.parametrize("ending", ["return", "raise", "cancel"])
 @pytest.mark.parametrize("name", list(ODD_CLOSES) + list(ODD_OTHERS))
 def test_odd_messages_from_the_server(name: str, ending: Literal["return", "raise", "cancel"], policy: Policy) -> None:
@@ -172,7 +178,7 @@ def test_odd_messages_from_the_server(name: str, ending: Literal["return", "rais
     _check(server, AppScript(steps, ending, error), policy)
 
 
-@pytest.mark.parametrize("policy", ALL_POLICIES[:2])
+@pytest.mark.parametrize("policy", ALL_POLICIES[:3])
 @pytest.mark.parametrize("name", list(ODD_OTHERS))
 def test_odd_messages_from_the_app(name: str, policy: Policy) -> None:
     steps = [Step("receive"), Step("send", {"type": "websocket.accept"}), Step("send", ODD_OTHERS[name])]

@@ -22,7 +22,7 @@ conventions (no convention for WebSocket closes exists yet):
 * ``websocket.close.clean`` (boolean): whether it closed cleanly (``CloseEvent.wasClean``).
 * ``websocket.connection.state`` (string): ``closed``, or ``rejected`` for a refused handshake.
 * ``websocket.received.message_count``, ``websocket.sent.message_count`` (int): the
-  messages the app received and sent.
+  messages the app received and sent; only with ``WebSocketCloseMiddleware(count_messages=True)``.
 * ``http.response.status_code`` (int): the HTTP status of a rejected handshake.
 * ``error.type`` (string): the type of the exception that escaped the app.
 
@@ -171,9 +171,11 @@ class OpenTelemetryCloseInstrumentation:
             ATTR_CODE: int(code),
             ATTR_CLEAN: bool(context.clean),
             ATTR_STATE: context.state.name.lower(),
-            ATTR_RECEIVED_MESSAGES: context.messages_received,
-            ATTR_SENT_MESSAGES: context.messages_sent,
         }
+        if context.messages_received is not None and context.messages_sent is not None:
+            # Only counted with WebSocketCloseMiddleware(count_messages=True).
+            attributes[ATTR_RECEIVED_MESSAGES] = context.messages_received
+            attributes[ATTR_SENT_MESSAGES] = context.messages_sent
         if self.record_reason:
             attributes[ATTR_REASON] = sanitize_reason(context.reason, self.max_length)
         if context.initiator is not None:

@@ -312,8 +312,11 @@ def create_app(*, ws_option: str | None = None, max_records: int = MAX_RECORDS) 
     app.state.server_info = info
     # invalid_close="fix": a code typed on the page that cannot go on the wire (say 999) is
     # replaced by 1011 instead of failing the connection; the record keeps what was asked
-    # ("requested") and what went out ("sent").
-    app.add_middleware(WebSocketCloseMiddleware, on_close=[store.on_close, log_close], invalid_close="fix")
+    # ("requested") and what went out ("sent"). count_messages=True: the page shows how many
+    # messages went each way (off by default: it is most of the middleware's per-message cost).
+    app.add_middleware(
+        WebSocketCloseMiddleware, on_close=[store.on_close, log_close], invalid_close="fix", count_messages=True
+    )
     app.add_middleware(_SecurityHeaders)
     app.add_middleware(_ServerDetector, info=info)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
