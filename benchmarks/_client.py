@@ -2,9 +2,11 @@
 
 ``python -m benchmarks._client`` reads one command per line and answers one JSON line each::
 
-    {"op": "ws_echo", "port": P, "count": N, "size": 1024, "window": W} -> {"seconds": ...}
-    {"op": "ws_churn", "port": P, "count": N, "concurrency": C} -> {"seconds": ...}
-    {"op": "http", "port": P, "count": N, "concurrency": C}     -> {"seconds": ...}
+    {"op": "ws_echo", "port": P, "query": Q, "count": N, "size": 1024, "window": W} -> {"seconds": ...}
+    {"op": "ws_churn", "port": P, "query": Q, "count": N, "concurrency": C} -> {"seconds": ...}
+    {"op": "http", "port": P, "query": Q, "count": N, "concurrency": C}     -> {"seconds": ...}
+
+``Q`` is the query string of every request (``_apps.SideBySide`` picks the variant by it).
 
 A failure answers ``{"error": "..."}``. The client is hand-written on blocking sockets (frames
 pre-built and pre-masked, no parsing beyond what is needed) so that it costs far less CPU per
@@ -27,7 +29,7 @@ from typing import Any
 TIMEOUT = 60.0  # per blocking socket operation; a stuck server fails the run instead of hanging
 _MASK = b"\x37\xfa\x21\x3d"
 _HANDSHAKE = (
-    "GET /ws HTTP/1.1\r\n"
+    "GET /ws?{query} HTTP/1.1\r\n"
     "Host: 127.0.0.1:{port}\r\n"
     "Upgrade: websocket\r\n"
     "Connection: Upgrade\r\n"
@@ -35,7 +37,7 @@ _HANDSHAKE = (
     "Sec-WebSocket-Version: 13\r\n"
     "\r\n"
 )
-_HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+_HTTP_REQUEST = "GET /?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length:[ \t]*(\d+)")
 _OP_BINARY = 0x2
 _OP_CLOSE = 0x8
@@ -65,10 +67,10 @@ def _connect(port: int) -> socket.socket:
     return sock
 
 
-def _handshake(port: int) -> tuple[socket.socket, bytes]:
+def _handshake(port: int, query: str) -> tuple[socket.socket, bytes]:
     """Open a WebSocket connection; return it and any bytes read past the 101 response."""
     sock = _connect(port)
-    sock.sendall(_HANDSHAKE.format(port=port).encode())
+    sock.sendall(_HANDSHAKE.format(port=port, query=query).encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
@@ -98,7 +100,7 @@ def _close(sock: socket.socket, pending: bytes) -> None:
         raise ConnectionError(f"expected the server's close frame, got {buf[:16]!r}")
 
 
-def ws_echo(port: int, count: int, size: int, window: int) -> float:
+def ws_echo(port: int, query: str, count: int, size: int, window: int) -> float:
     """Send ``count`` binary messages of ``size`` bytes on one connection, ``window`` at a time.
 
     Each window is written at once and all its echoes are read before the next one goes: the
@@ -110,7 +112,7 @@ def ws_echo(port: int, count: int, size: int, window: int) -> float:
     payload = random.Random(size).randbytes(size)
     frame = _client_frame(_OP_BINARY, payload)
     reply = _header(_OP_BINARY, size, masked=False) + payload
-    sock, pending = _handshake(port)
+    sock, pending = _handshake(port, query)
     if pending:
         raise ConnectionError(f"unexpected bytes after the handshake: {pending[:16]!r}")
     windows = [window] * (count // window) + ([count % window] if count % window else [])
@@ -166,26 +168,27 @@ def _in_threads(work: Callable[[int], None], count: int, concurrency: int) -> fl
     return elapsed
 
 
-def ws_churn(port: int, count: int, concurrency: int) -> float:
+def ws_churn(port: int, query: str, count: int, concurrency: int) -> float:
     """Open and close ``count`` connections (handshake, close handshake, TCP close)."""
 
     def work(n: int) -> None:
         for _ in range(n):
-            sock, pending = _handshake(port)
+            sock, pending = _handshake(port, query)
             _close(sock, pending)
 
     return _in_threads(work, count, concurrency)
 
 
-def http(port: int, count: int, concurrency: int) -> float:
+def http(port: int, query: str, count: int, concurrency: int) -> float:
     """Make ``count`` GET / requests over ``concurrency`` keep-alive connections."""
+    request = _HTTP_REQUEST.format(query=query).encode()
 
     def work(n: int) -> None:
         sock = _connect(port)
         buf = b""
         try:
             for _ in range(n):
-                sock.sendall(_HTTP_REQUEST)
+                sock.sendall(request)
                 while True:
                     end = buf.find(b"\r\n\r\n")
                     if end >= 0:
@@ -210,13 +213,14 @@ def http(port: int, count: int, concurrency: int) -> float:
 def _run(command: dict[str, Any]) -> dict[str, Any]:
     op = command["op"]
     port = int(command["port"])
+    query = str(command["query"])
     count = int(command["count"])
     if op == "ws_echo":
-        return {"seconds": ws_echo(port, count, int(command["size"]), int(command["window"]))}
+        return {"seconds": ws_echo(port, query, count, int(command["size"]), int(command["window"]))}
     if op == "ws_churn":
-        return {"seconds": ws_churn(port, count, int(command["concurrency"]))}
+        return {"seconds": ws_churn(port, query, count, int(command["concurrency"]))}
     if op == "http":
-        return {"seconds": http(port, count, int(command["concurrency"]))}
+        return {"seconds": http(port, query, count, int(command["concurrency"]))}
     raise ValueError(f"unknown op {op!r}")
 
 

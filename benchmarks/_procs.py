@@ -15,13 +15,15 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from benchmarks._apps import WITH_QUERY, WITHOUT_QUERY
 from benchmarks._common import Check, Row, Spread, interleaved, ratios
 
-__all__ = ["ROOT", "Client", "Rates", "Server", "rate_rows", "served_rates"]
+__all__ = ["ROOT", "VARIANTS", "Client", "Rates", "Server", "rate_rows", "served_rates"]
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
@@ -104,7 +106,7 @@ class _JsonLineProcess:
 
 
 class Server(_JsonLineProcess):
-    """A uvicorn process serving ``_apps.server_app(app)`` with ``--ws ws``."""
+    """A uvicorn process serving ``_apps.server_app(app)`` (both variants) with ``--ws ws``."""
 
     def __init__(self, app: str, ws: str = "websockets") -> None:
         super().__init__("benchmarks._server", "--app", app, "--ws", ws)
@@ -157,64 +159,63 @@ class Rates:
     cpu: list[float]
 
 
-def served_rates(
-    client: Client, apps: tuple[str, str], ws: str, op: str, count: int, rounds: int, blocks: int, **params: Any
-) -> dict[str, Rates]:
-    """Serve ``apps`` (without, with) side by side; return each one's rates, one per round.
+#: The two variants of every served comparison, as ``_apps.SideBySide`` tells them apart.
+VARIANTS = ("without", "with")
+_QUERIES = {"without": WITHOUT_QUERY, "with": WITH_QUERY}
 
-    In each of ``blocks`` blocks, a fresh pair of servers runs ``rounds`` rounds: the two take
-    turns, in ABBA order, with the same client code and the same count. Fresh processes per
-    block average out what differs between two runs of the same server (memory layout, hash
-    seed, where the scheduler puts it), which is worth a percent or two on its own. One
-    unmeasured warm-up run per server comes first; it doubles as the readiness check (it waits
-    in the listen backlog until uvicorn accepts). Each run is measured twice: ``count`` / wall
-    seconds (what the client saw), and ``count`` / the CPU seconds the server process used
-    meanwhile, which other load on the machine moves much less.
+
+def served_rates(
+    client: Client, app: str, ws: str, op: str, count: int, rounds: int, servers: int, repeats: int, **params: Any
+) -> dict[str, Rates]:
+    """Serve ``app`` (a side-by-side app) and measure both variants; return their rates per round.
+
+    One server process runs both variants (``_apps.SideBySide``), so that they share the
+    process (memory layout, hash seed, CPU placement), and ``servers`` fresh processes in turn
+    average out what one process has on its own. In a round the variants take turns
+    ``repeats`` times, in ABBA order, with the same client code and the same count, and each
+    one's rate for the round is its best run: interference from the rest of the machine only
+    ever slows a run, and a slow patch lasts longer than one run, so taking turns spreads it
+    over both. One unmeasured warm-up run per variant comes first; it doubles as the
+    readiness check (it waits in the listen backlog until uvicorn accepts). Each run is
+    measured twice: ``count`` / wall seconds (what the client saw), and ``count`` / the CPU
+    seconds the server process used meanwhile (only one variant runs at a time).
     """
-    rates = {app: Rates([], []) for app in apps}
-    for block in range(blocks):
-        # Odd blocks start with the other variant, so that neither goes first more often.
-        order = apps if block % 2 == 0 else (apps[1], apps[0])
-        for app, runs in _block(client, apps, order, ws, op, count, rounds, params).items():
-            rates[app].wall.extend(wall for wall, _ in runs)
-            rates[app].cpu.extend(cpu for _, cpu in runs)
+    timeout = START_TIMEOUT + 60.0
+    rates = {variant: Rates([], []) for variant in VARIANTS}
+    for index in range(servers):
+        # Every other process starts with the other variant, so that neither goes first more often.
+        order = VARIANTS if index % 2 == 0 else VARIANTS[::-1]
+        with Server(app, ws) as server:
+            for variant in order:
+                client.seconds(op, timeout, port=server.port, query=_QUERIES[variant], count=count, **params)
+
+            runs = interleaved(rounds * repeats, order, partial(_one_run, client, server, op, count, params))
+        for variant in VARIANTS:
+            for start in range(0, len(runs[variant]), repeats):
+                turns = runs[variant][start : start + repeats]
+                rates[variant].wall.append(max(wall for wall, _ in turns))
+                rates[variant].cpu.append(max(cpu for _, cpu in turns))
     return rates
 
 
-def _block(
-    client: Client,
-    apps: tuple[str, str],
-    order: tuple[str, str],
-    ws: str,
-    op: str,
-    count: int,
-    rounds: int,
-    params: dict[str, Any],
-) -> dict[str, list[tuple[float, float]]]:
-    timeout = START_TIMEOUT + 60.0
-    with Server(apps[0], ws) as without, Server(apps[1], ws) as with_:
-        servers = {apps[0]: without, apps[1]: with_}
-        for server in servers.values():
-            client.seconds(op, timeout, port=server.port, count=max(count // 5, 1), **params)
-
-        def measure(app: str) -> tuple[float, float]:
-            server = servers[app]
-            cpu_before = server.cpu_seconds()
-            wall = client.seconds(op, timeout, port=server.port, count=count, **params)
-            cpu = server.cpu_seconds() - cpu_before
-            return count / wall, count / cpu
-
-        return interleaved(rounds, order, measure)
+def _one_run(
+    client: Client, server: Server, op: str, count: int, params: dict[str, Any], variant: str
+) -> tuple[float, float]:
+    # (rate by the wall clock, rate per server CPU-second)
+    cpu_before = server.cpu_seconds()
+    wall = client.seconds(op, START_TIMEOUT + 60.0, port=server.port, query=_QUERIES[variant], count=count, **params)
+    cpu = server.cpu_seconds() - cpu_before
+    return count / wall, count / cpu
 
 
-def rate_rows(unit: str, case: str, rates: dict[str, Rates], apps: tuple[str, str], limit: float | None) -> list[Row]:
+def rate_rows(unit: str, case: str, rates: dict[str, Rates], limit: float | None) -> list[Row]:
     """Two summary rows for a served comparison: wall-clock rates, and per server CPU-second.
 
     The target (if any) is checked on the rate per server CPU-second: the server is the
     bottleneck and CPU-bound in these runs, so on an idle machine the two agree, while on a
     shared one the wall clock also measures whatever else got the CPU.
     """
-    without, with_ = rates[apps[0]], rates[apps[1]]
+    without, with_ = (rates[variant] for variant in VARIANTS)
     wall = Spread.of(ratios(with_.wall, without.wall))
     cpu = Spread.of(ratios(with_.cpu, without.cpu))
     check = None

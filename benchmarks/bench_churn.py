@@ -1,7 +1,7 @@
 """Benchmark 3: connection churn, uvicorn with and without the middleware.
 
-The same pair of echo servers as benchmark 2, for each WebSocket implementation; the client
-opens and closes connections as fast as it can over a few concurrent sockets: opening
+The same side-by-side echo server as benchmark 2, for each WebSocket implementation; the
+client opens and closes connections as fast as it can over a few concurrent sockets: opening
 handshake, client-initiated closing handshake, server-side TCP close. This is where the
 middleware's per-connection work (its tracker, context, context variable and record) shows.
 Reported: connections opened and closed per second (wall clock, and per second of server
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from benchmarks._common import BenchResult
 from benchmarks._procs import Client, rate_rows, served_rates
-from benchmarks.bench_e2e import APPS, IMPLEMENTATIONS
+from benchmarks.bench_e2e import IMPLEMENTATIONS
 
 __all__ = ["run"]
 
@@ -23,13 +23,14 @@ CONCURRENCY = 4  # a few connections in flight keep the server busy while each w
 
 
 def run(quick: bool) -> BenchResult:
-    count, rounds, blocks = (300, 3, 2) if quick else (600, 3, 8)
-    result = BenchResult(
-        3, NAME, f"{TITLE} ({count:,} connections x {rounds * blocks} rounds, {CONCURRENCY} at a time)"
-    )
+    count, repeats, rounds, servers = (100, 3, 2, 1) if quick else (100, 10, 6, 3)
+    title = f"{TITLE} (best of {repeats} x {count:,} connections, {rounds * servers} rounds, {CONCURRENCY} at a time)"
+    result = BenchResult(3, NAME, title)
     with Client() as client:
         for ws in IMPLEMENTATIONS:
-            rates = served_rates(client, APPS, ws, "ws_churn", count, rounds, blocks, concurrency=CONCURRENCY)
-            for row in rate_rows("connections", f"--ws {ws}", rates, APPS, None):
+            rates = served_rates(
+                client, "echo", ws, "ws_churn", count, rounds, servers, repeats, concurrency=CONCURRENCY
+            )
+            for row in rate_rows("connections", f"--ws {ws}", rates, None):
                 result.add(row)
     return result

@@ -1,10 +1,12 @@
 """Benchmark 5: plain HTTP requests through a Starlette app with and without the middleware.
 
-Two uvicorn processes serve the same Starlette app with one trivial route (``GET /`` -> "ok"),
-one of them with ``Middleware(WebSocketCloseMiddleware)``; for ``http`` scopes the middleware
+One uvicorn process serves two copies of the same Starlette app with one trivial route
+(``GET /`` -> "ok"), one of them with ``Middleware(WebSocketCloseMiddleware)``
+(``_apps.SideBySide``: the query string picks the copy); for ``http`` scopes the middleware
 only checks the scope type and forwards. A client in another process makes a fixed count of
-requests over a few keep-alive connections; the servers take turns round by round. Reported:
-requests/s (wall clock, and per second of server CPU) and the with/without ratio per round.
+requests over a few keep-alive connections; the variants take turns (see
+``_procs.served_rates``). Reported: requests/s (wall clock, and per second of server CPU) and
+the with/without ratio per round.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ __all__ = ["run"]
 
 NAME = "http"
 TITLE = "HTTP GET through Starlette"
-APPS = ("http", "http+middleware")
 CONCURRENCY = 4  # keep-alive connections; enough to keep uvicorn's single loop busy
 
 
 def run(quick: bool) -> BenchResult:
-    count, rounds, blocks = (2_000, 4, 2) if quick else (3_000, 3, 8)
-    # Quick mode catches gross regressions only (round ratios swing 0.7x-1.4x on 2 cores).
+    count, repeats, rounds, servers = (200, 5, 3, 1) if quick else (200, 10, 6, 3)
+    # Quick mode catches gross regressions only.
     limit = 0.5 if quick else 0.99
-    result = BenchResult(
-        5, NAME, f"{TITLE} ({count:,} requests x {rounds * blocks} rounds, {CONCURRENCY} keep-alive connections)"
+    title = (
+        f"{TITLE} (best of {repeats} x {count:,} requests, {rounds * servers} rounds, "
+        f"{CONCURRENCY} keep-alive connections)"
     )
+    result = BenchResult(5, NAME, title)
     with Client() as client:
-        rates = served_rates(client, APPS, "websockets", "http", count, rounds, blocks, concurrency=CONCURRENCY)
-    for row in rate_rows("requests", "uvicorn (h11) + Starlette", rates, APPS, limit):
+        rates = served_rates(
+            client, "http", "websockets", "http", count, rounds, servers, repeats, concurrency=CONCURRENCY
+        )
+    for row in rate_rows("requests", "uvicorn (h11) + Starlette", rates, limit):
         result.add(row)
     return result
