@@ -13,6 +13,7 @@ from asgi_ws_close import WebSocketCloseMiddleware
 
 __all__ = [
     "SERVER_APPS",
+    "PASS_THROUGH_QUERY",
     "WITHOUT_QUERY",
     "WITH_QUERY",
     "ASGIApp",
@@ -85,29 +86,30 @@ def _http_app(with_middleware: bool) -> ASGIApp:
 
 
 #: The query strings that pick a variant of a :class:`SideBySide` app: the same length, so
-#: that both requests are the same bytes to parse.
-WITHOUT_QUERY, WITH_QUERY = "xx", "mw"
+#: that every request is the same bytes to parse.
+WITHOUT_QUERY, WITH_QUERY, PASS_THROUGH_QUERY = "xx", "mw", "pt"
 
 
 class SideBySide:
     """Both variants of a comparison in one server process, picked per connection.
 
     A connection (or request) with the query string ``mw`` goes to the app behind the
-    middleware, any other to the same app without it. Both variants then run in the very
-    same process (memory layout, hash seed, CPU placement, allocator state), and the client
-    can switch between them every few milliseconds: two processes of the same server differ
-    by several percent on their own, and this machine's slow patches last seconds.
+    middleware, ``pt`` to it behind the bare pass-through wrapper (if given), any other to the
+    same app alone. The variants then run in the very same process (memory layout, hash seed,
+    CPU placement, allocator state), and the client can switch between them every few
+    milliseconds: two processes of the same server differ by several percent on their own,
+    and this machine's slow patches last seconds.
     """
 
-    def __init__(self, without: ASGIApp, with_middleware: ASGIApp) -> None:
+    def __init__(self, without: ASGIApp, with_middleware: ASGIApp, pass_through: ASGIApp | None = None) -> None:
         self.without = without
-        self.with_middleware = with_middleware
-        self._with_query = WITH_QUERY.encode()
+        self._apps = {WITH_QUERY.encode(): with_middleware}
+        if pass_through is not None:
+            self._apps[PASS_THROUGH_QUERY.encode()] = pass_through
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The same lookup for both variants.
-        with_middleware = scope.get("query_string") == self._with_query
-        await (self.with_middleware if with_middleware else self.without)(scope, receive, send)
+        # The same lookup for every variant.
+        await self._apps.get(scope.get("query_string", b""), self.without)(scope, receive, send)
 
 
 #: What ``_server.py --app NAME`` can serve.
@@ -117,7 +119,7 @@ SERVER_APPS = ("echo", "http")
 def server_app(name: str) -> ASGIApp:
     """Build the side-by-side app called ``name`` (one of :data:`SERVER_APPS`)."""
     if name == "echo":
-        return SideBySide(echo_app, WebSocketCloseMiddleware(echo_app))
+        return SideBySide(echo_app, WebSocketCloseMiddleware(echo_app), PassThrough(echo_app))
     if name == "http":
         return SideBySide(_http_app(with_middleware=False), _http_app(with_middleware=True))
     raise ValueError(f"unknown app {name!r}; expected one of {SERVER_APPS}")

@@ -20,10 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from benchmarks._apps import WITH_QUERY, WITHOUT_QUERY
+from benchmarks._apps import PASS_THROUGH_QUERY, WITH_QUERY, WITHOUT_QUERY
 from benchmarks._common import Check, Row, Spread, interleaved, ratios
 
-__all__ = ["ROOT", "VARIANTS", "Client", "Rates", "Server", "rate_rows", "served_rates"]
+__all__ = ["PASS_THROUGH", "ROOT", "VARIANTS", "Client", "Rates", "Server", "rate_rows", "served_rates"]
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
@@ -159,13 +159,24 @@ class Rates:
     cpu: list[float]
 
 
-#: The two variants of every served comparison, as ``_apps.SideBySide`` tells them apart.
+#: The two variants of every served comparison, as ``_apps.SideBySide`` tells them apart, and
+#: the bare pass-through wrapper, for scale where the app has it.
 VARIANTS = ("without", "with")
-_QUERIES = {"without": WITHOUT_QUERY, "with": WITH_QUERY}
+PASS_THROUGH = "pass-through"
+_QUERIES = {"without": WITHOUT_QUERY, "with": WITH_QUERY, PASS_THROUGH: PASS_THROUGH_QUERY}
 
 
 def served_rates(
-    client: Client, app: str, ws: str, op: str, count: int, rounds: int, servers: int, repeats: int, **params: Any
+    client: Client,
+    app: str,
+    ws: str,
+    op: str,
+    count: int,
+    rounds: int,
+    servers: int,
+    repeats: int,
+    variants: tuple[str, ...] = VARIANTS,
+    **params: Any,
 ) -> dict[str, Rates]:
     """Serve ``app`` (a side-by-side app) and measure both variants; return their rates per round.
 
@@ -181,16 +192,16 @@ def served_rates(
     seconds the server process used meanwhile (only one variant runs at a time).
     """
     timeout = START_TIMEOUT + 60.0
-    rates = {variant: Rates([], []) for variant in VARIANTS}
+    rates = {variant: Rates([], []) for variant in variants}
     for index in range(servers):
         # Every other process starts with the other variant, so that neither goes first more often.
-        order = VARIANTS if index % 2 == 0 else VARIANTS[::-1]
+        order = variants if index % 2 == 0 else variants[::-1]
         with Server(app, ws) as server:
             for variant in order:
                 client.seconds(op, timeout, port=server.port, query=_QUERIES[variant], count=count, **params)
 
             runs = interleaved(rounds * repeats, order, partial(_one_run, client, server, op, count, params))
-        for variant in VARIANTS:
+        for variant in variants:
             for start in range(0, len(runs[variant]), repeats):
                 turns = runs[variant][start : start + repeats]
                 rates[variant].wall.append(max(wall for wall, _ in turns))
@@ -221,7 +232,7 @@ def rate_rows(unit: str, case: str, rates: dict[str, Rates], limit: float | None
     check = None
     if limit is not None:
         check = Check(f"with / without, {unit} per server CPU-second, {case}", cpu.median, ">=", limit)
-    return [
+    rows = [
         Row(
             f"{unit}/s (wall clock), {case}",
             Spread.of(without.wall).format(),
@@ -236,3 +247,14 @@ def rate_rows(unit: str, case: str, rates: dict[str, Rates], limit: float | None
             check,
         ),
     ]
+    if PASS_THROUGH in rates:
+        pass_through = rates[PASS_THROUGH]
+        rows.append(
+            Row(
+                f"{unit} per server CPU-second, {case}: bare pass-through wrapper (for scale)",
+                Spread.of(without.cpu).format(),
+                Spread.of(pass_through.cpu).format(),
+                Spread.of(ratios(pass_through.cpu, without.cpu)).format(".3f", "x"),
+            )
+        )
+    return rows

@@ -13,7 +13,7 @@ server CPU, with the with/without ratio per round.
 from __future__ import annotations
 
 from benchmarks._common import BenchResult
-from benchmarks._procs import Client, rate_rows, served_rates
+from benchmarks._procs import PASS_THROUGH, VARIANTS, Client, rate_rows, served_rates
 
 __all__ = ["IMPLEMENTATIONS", "run"]
 
@@ -32,7 +32,17 @@ def run(quick: bool) -> BenchResult:
     with Client() as client:
         for ws in IMPLEMENTATIONS:
             rates = served_rates(
-                client, "echo", ws, "ws_echo", count, rounds, servers, repeats, size=1024, window=WINDOW
+                client,
+                "echo",
+                ws,
+                "ws_echo",
+                count,
+                rounds,
+                servers,
+                repeats,
+                (*VARIANTS, PASS_THROUGH),
+                size=1024,
+                window=WINDOW,
             )
             for row in rate_rows("messages", f"--ws {ws}", rates, limit):
                 result.add(row)
