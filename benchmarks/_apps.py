@@ -13,6 +13,7 @@ from asgi_ws_close import WebSocketCloseMiddleware
 
 __all__ = [
     "SERVER_APPS",
+    "CONTROL_QUERY",
     "PASS_THROUGH_QUERY",
     "WITHOUT_QUERY",
     "WITH_QUERY",
@@ -87,18 +88,18 @@ def _http_app(with_middleware: bool) -> ASGIApp:
 
 #: The query strings that pick a variant of a :class:`SideBySide` app: the same length, so
 #: that every request is the same bytes to parse.
-WITHOUT_QUERY, WITH_QUERY, PASS_THROUGH_QUERY = "xx", "mw", "pt"
+WITHOUT_QUERY, WITH_QUERY, PASS_THROUGH_QUERY, CONTROL_QUERY = "xx", "mw", "pt", "aa"
 
 
 class SideBySide:
     """Both variants of a comparison in one server process, picked per connection.
 
     A connection (or request) with the query string ``mw`` goes to the app behind the
-    middleware, ``pt`` to it behind the bare pass-through wrapper (if given), any other to the
-    same app alone. The variants then run in the very same process (memory layout, hash seed,
-    CPU placement, allocator state), and the client can switch between them every few
-    milliseconds: two processes of the same server differ by several percent on their own,
-    and this machine's slow patches last seconds.
+    middleware, ``pt`` to it behind the bare pass-through wrapper (if given), any other (the
+    A/A control ``aa`` included) to the same app alone. The variants then run in the very
+    same process (memory layout, hash seed, CPU placement, allocator state), and the client
+    can switch between them every few milliseconds: two processes of the same server differ
+    by several percent on their own, and this machine's slow patches last seconds.
     """
 
     def __init__(self, without: ASGIApp, with_middleware: ASGIApp, pass_through: ASGIApp | None = None) -> None:

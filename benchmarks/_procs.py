@@ -20,10 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from benchmarks._apps import PASS_THROUGH_QUERY, WITH_QUERY, WITHOUT_QUERY
+from benchmarks._apps import CONTROL_QUERY, PASS_THROUGH_QUERY, WITH_QUERY, WITHOUT_QUERY
 from benchmarks._common import Check, Row, Spread, interleaved, ratios
 
-__all__ = ["PASS_THROUGH", "ROOT", "VARIANTS", "Client", "Rates", "Server", "rate_rows", "served_rates"]
+__all__ = ["CONTROL", "PASS_THROUGH", "ROOT", "VARIANTS", "Client", "Rates", "Server", "rate_rows", "served_rates"]
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
@@ -159,11 +159,14 @@ class Rates:
     cpu: list[float]
 
 
-#: The two variants of every served comparison, as ``_apps.SideBySide`` tells them apart, and
-#: the bare pass-through wrapper, for scale where the app has it.
+#: The two variants of every served comparison, as ``_apps.SideBySide`` tells them apart; the
+#: bare pass-through wrapper, for scale where the app has it; and the A/A control: the app
+#: alone again, measured as if it were a third variant. Its ratio to "without" is what this
+#: machine's noise alone makes of two identical servers.
 VARIANTS = ("without", "with")
 PASS_THROUGH = "pass-through"
-_QUERIES = {"without": WITHOUT_QUERY, "with": WITH_QUERY, PASS_THROUGH: PASS_THROUGH_QUERY}
+CONTROL = "A/A control"
+_QUERIES = {"without": WITHOUT_QUERY, "with": WITH_QUERY, PASS_THROUGH: PASS_THROUGH_QUERY, CONTROL: CONTROL_QUERY}
 
 
 def served_rates(
@@ -247,14 +250,17 @@ def rate_rows(unit: str, case: str, rates: dict[str, Rates], limit: float | None
             check,
         ),
     ]
-    if PASS_THROUGH in rates:
-        pass_through = rates[PASS_THROUGH]
-        rows.append(
-            Row(
-                f"{unit} per server CPU-second, {case}: bare pass-through wrapper (for scale)",
-                Spread.of(without.cpu).format(),
-                Spread.of(pass_through.cpu).format(),
-                Spread.of(ratios(pass_through.cpu, without.cpu)).format(".3f", "x"),
+    for extra, label in (
+        (PASS_THROUGH, "bare pass-through wrapper (for scale)"),
+        (CONTROL, "A/A control: the app alone again (noise floor)"),
+    ):
+        if extra in rates:
+            rows.append(
+                Row(
+                    f"{unit} per server CPU-second, {case}: {label}",
+                    Spread.of(without.cpu).format(),
+                    Spread.of(rates[extra].cpu).format(),
+                    Spread.of(ratios(rates[extra].cpu, without.cpu)).format(".3f", "x"),
+                )
             )
-        )
     return rows

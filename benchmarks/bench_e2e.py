@@ -13,7 +13,7 @@ server CPU, with the with/without ratio per round.
 from __future__ import annotations
 
 from benchmarks._common import BenchResult
-from benchmarks._procs import PASS_THROUGH, VARIANTS, Client, rate_rows, served_rates
+from benchmarks._procs import CONTROL, PASS_THROUGH, VARIANTS, Client, rate_rows, served_rates
 
 __all__ = ["IMPLEMENTATIONS", "run"]
 
@@ -40,7 +40,7 @@ def run(quick: bool) -> BenchResult:
                 rounds,
                 servers,
                 repeats,
-                (*VARIANTS, PASS_THROUGH),
+                (*VARIANTS, PASS_THROUGH, CONTROL),
                 size=1024,
                 window=WINDOW,
             )

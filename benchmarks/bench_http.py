@@ -12,7 +12,7 @@ the with/without ratio per round.
 from __future__ import annotations
 
 from benchmarks._common import BenchResult
-from benchmarks._procs import Client, rate_rows, served_rates
+from benchmarks._procs import CONTROL, VARIANTS, Client, rate_rows, served_rates
 
 __all__ = ["run"]
 
@@ -32,7 +32,16 @@ def run(quick: bool) -> BenchResult:
     result = BenchResult(5, NAME, title)
     with Client() as client:
         rates = served_rates(
-            client, "http", "websockets", "http", count, rounds, servers, repeats, concurrency=CONCURRENCY
+            client,
+            "http",
+            "websockets",
+            "http",
+            count,
+            rounds,
+            servers,
+            repeats,
+            (*VARIANTS, CONTROL),
+            concurrency=CONCURRENCY,
         )
     for row in rate_rows("requests", "uvicorn (h11) + Starlette", rates, limit):
         result.add(row)
