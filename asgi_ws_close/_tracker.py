@@ -107,6 +107,8 @@ _CLIENT_CLOSE_UNKNOWN = frozenset({"code", "reason", "clean", "initiator", "rece
 
 def _type_of(message: Mapping[str, Any]) -> object:
     # Not a mapping with a "type": not an ASGI message, so nothing to record.
+    if type(message) is dict:  # what every server and framework sends: skip the ABC check
+        return message.get("type")
     try:
         return message["type"] if isinstance(message, Mapping) else None
     except KeyError:
