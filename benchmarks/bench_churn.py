@@ -23,7 +23,7 @@ CONCURRENCY = 4  # a few connections in flight keep the server busy while each w
 
 
 def run(quick: bool) -> BenchResult:
-    count, repeats, rounds, servers = (100, 3, 2, 1) if quick else (100, 10, 6, 3)
+    count, repeats, rounds, servers = (100, 2, 5, 1) if quick else (100, 10, 6, 3)
     title = f"{TITLE} (best of {repeats} x {count:,} connections, {rounds * servers} rounds, {CONCURRENCY} at a time)"
     result = BenchResult(3, NAME, title)
     with Client() as client:

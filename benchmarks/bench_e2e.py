@@ -24,7 +24,7 @@ WINDOW = 64  # messages in flight: the server is busy for ~1 ms per window, then
 
 
 def run(quick: bool) -> BenchResult:
-    count, repeats, rounds, servers = (500, 5, 3, 1) if quick else (1_000, 10, 6, 3)
+    count, repeats, rounds, servers = (500, 3, 5, 1) if quick else (1_000, 10, 6, 3)
     # Quick mode catches gross regressions only: on 2 shared cores single runs swing by 2x.
     limit = 0.5 if quick else 0.99
     title = f"{TITLE} (best of {repeats} x {count:,} messages, {rounds * servers} rounds, {servers} server processes)"

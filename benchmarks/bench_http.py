@@ -22,7 +22,7 @@ CONCURRENCY = 4  # keep-alive connections; enough to keep uvicorn's single loop 
 
 
 def run(quick: bool) -> BenchResult:
-    count, repeats, rounds, servers = (200, 5, 3, 1) if quick else (200, 10, 6, 3)
+    count, repeats, rounds, servers = (200, 3, 5, 1) if quick else (200, 10, 6, 3)
     # Quick mode catches gross regressions only.
     limit = 0.5 if quick else 0.99
     title = (
