@@ -12,7 +12,7 @@ There is no target in the issue for this one; the figures are for the README.
 from __future__ import annotations
 
 from benchmarks._common import BenchResult
-from benchmarks._procs import Client, rate_rows, served_rates
+from benchmarks._procs import CONTROL, VARIANTS, Client, rate_rows, served_rates
 from benchmarks.bench_e2e import IMPLEMENTATIONS
 
 __all__ = ["run"]
@@ -29,7 +29,16 @@ def run(quick: bool) -> BenchResult:
     with Client() as client:
         for ws in IMPLEMENTATIONS:
             rates = served_rates(
-                client, "echo", ws, "ws_churn", count, rounds, servers, repeats, concurrency=CONCURRENCY
+                client,
+                "echo",
+                ws,
+                "ws_churn",
+                count,
+                rounds,
+                servers,
+                repeats,
+                (*VARIANTS, CONTROL),
+                concurrency=CONCURRENCY,
             )
             for row in rate_rows("connections", f"--ws {ws}", rates, None):
                 result.add(row)
