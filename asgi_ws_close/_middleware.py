@@ -188,9 +188,10 @@ class _Relay:
         return message
 
     def send(self, message: Message) -> Awaitable[None]:
-        # Not a coroutine function: a data message is handed to the server's send() at once,
-        # and the app awaits the server's own awaitable. No frame of ours on that path, so it
-        # costs less than a forwarding coroutine; anything else goes through _forward.
+        # A plain method (marked as a coroutine function below): a data message is handed to
+        # the server's send() at once, and the app awaits the server's own awaitable. No frame
+        # of ours on that path, so it costs less than a forwarding coroutine; anything else
+        # goes through _forward, a coroutine.
         try:
             kind = message["type"]
         except Exception:  # the server will tell the app what is wrong with it
