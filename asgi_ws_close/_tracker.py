@@ -56,7 +56,7 @@ CLOSED = ConnectionState.CLOSED
 REJECTED = ConnectionState.REJECTED
 
 
-class _Event(enum.Enum):
+class _Event(str, enum.Enum):  # str first: hashed (TRANSITIONS lookups) in C, not by Enum.__hash__
     ACCEPT = "accept"  # app sent websocket.accept
     CLOSE = "close"  # app sent websocket.close
     DENIAL = "denial"  # app sent websocket.http.response.start
