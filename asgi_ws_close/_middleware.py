@@ -134,15 +134,12 @@ class WebSocketCloseMiddleware:
         try:
             await self.app(scope, relay.receive, relay.send)
         except BaseException as exc:
-            if _is_cancellation(exc):
-                tracker.app_cancelled()
-            else:
-                if self.close_on_error and tracker.state is OPEN:
-                    await _close_for_error(tracker, send)
-                tracker.app_exited(exc)
+            if self.close_on_error and tracker.state is OPEN and not _is_cancellation(exc):
+                await _close_for_error(tracker, send)
+            _app_ended(tracker, exc)
             raise
         else:
-            tracker.app_exited()
+            _app_ended(tracker, None)
         finally:
             try:
                 for hook in context._hooks:
@@ -322,6 +319,16 @@ def _hooks_of(on_close: OnClose | Sequence[OnClose] | None) -> tuple[OnClose, ..
                 f"on_close must be a callable taking (context, scope), or a sequence of them, not {type(hook).__name__}"
             )
     return hooks
+
+
+def _app_ended(tracker: CloseTracker, exc: BaseException | None) -> None:
+    """Tell the tracker how the app's call ended: returned (None), cancelled, or raised ``exc``."""
+    if exc is None:
+        tracker.app_exited()
+    elif _is_cancellation(exc):
+        tracker.app_cancelled()
+    else:
+        tracker.app_exited(exc)
 
 
 def _is_cancellation(exc: BaseException) -> bool:

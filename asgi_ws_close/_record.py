@@ -231,8 +231,8 @@ class CloseContext:
     def messages_received(self) -> int | None:
         """How many ``websocket.receive`` messages the app received.
 
-        ``None`` when the middleware runs with ``count_messages=False``, which takes the
-        counters off the message path.
+        ``None`` unless the middleware counts them (``count_messages=True``; off by default,
+        to keep the counters off the message path).
         """
         return self._tracker.messages_received
 

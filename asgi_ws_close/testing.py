@@ -58,7 +58,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._context import SCOPE_KEY
-from ._middleware import WebSocketCloseMiddleware, _CountingRelay, _is_cancellation
+from ._middleware import WebSocketCloseMiddleware, _app_ended, _CountingRelay
 from ._record import CloseContext, CloseRecord
 from ._tracker import CloseTracker
 from ._types import ASGIApp, Receive, Scope, Send
@@ -226,13 +226,10 @@ class _CaptureApp:
         try:
             await self.app(scope, relay.receive, relay.send)
         except BaseException as exc:
-            if _is_cancellation(exc):
-                tracker.app_cancelled()
-            else:
-                tracker.app_exited(exc)
+            _app_ended(tracker, exc)
             raise
         else:
-            tracker.app_exited()
+            _app_ended(tracker, None)
         finally:
             # The app's middleware shares this scope dict (Starlette and Litestar do not copy
             # it) and has finished with its context by now, hooks included.

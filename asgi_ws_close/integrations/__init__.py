@@ -22,7 +22,10 @@ peer-controlled value through :func:`sanitize_reason` (logs, span attributes) or
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .._sanitize import CODE_LABELS, ELLIPSIS, MAX_REASON_LENGTH, code_label, sanitize_reason
+from .._types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["CODE_LABELS", "DEFAULT_DURATION_BUCKETS", "ELLIPSIS", "MAX_REASON_LENGTH", "code_label", "sanitize_reason"]
 
@@ -43,3 +46,26 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
     12 * 3600.0,
     24 * 3600.0,
 )
+
+
+class _ConnectionsInProgress:
+    """Wrap an app so that ``add(1)`` and ``add(-1)`` bracket each WebSocket connection.
+
+    ``add(-1)`` runs however the app's call ends: returned, raised or cancelled. Other scopes
+    pass straight through, and nothing is on the message path: receive and send reach the app
+    untouched. The active-connections gauge of the Prometheus and OpenTelemetry integrations.
+    """
+
+    def __init__(self, app: ASGIApp, add: Callable[[int], object]) -> None:
+        self.app = app
+        self._add = add
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        self._add(1)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._add(-1)

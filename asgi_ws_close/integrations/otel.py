@@ -47,8 +47,8 @@ from .. import __version__
 from .._record import CloseContext
 from .._sanitize import MAX_REASON_LENGTH, code_label, sanitize_reason
 from .._tracker import ConnectionState
-from .._types import ASGIApp, Receive, Scope, Send
-from . import DEFAULT_DURATION_BUCKETS
+from .._types import ASGIApp, Scope
+from . import DEFAULT_DURATION_BUCKETS, _ConnectionsInProgress
 
 try:
     from opentelemetry import metrics, trace
@@ -195,21 +195,4 @@ class OpenTelemetryCloseInstrumentation:
         raises or is cancelled; other scopes pass straight through. Works as a Starlette
         middleware factory too: ``app.add_middleware(otel.middleware)``.
         """
-        return _ActiveConnections(app, self.active_connections)
-
-
-class _ActiveConnections:
-    # Nothing on the message path: receive and send reach the app untouched.
-    def __init__(self, app: ASGIApp, counter: metrics.UpDownCounter) -> None:
-        self.app = app
-        self._counter = counter
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
-        self._counter.add(1)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self._counter.add(-1)
+        return _ConnectionsInProgress(app, self.active_connections.add)

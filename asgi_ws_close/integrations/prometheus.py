@@ -37,8 +37,8 @@ from typing import Literal
 from .._record import CloseContext
 from .._sanitize import code_label
 from .._tracker import ConnectionState
-from .._types import ASGIApp, Receive, Scope, Send
-from . import DEFAULT_DURATION_BUCKETS
+from .._types import ASGIApp, Scope
+from . import DEFAULT_DURATION_BUCKETS, _ConnectionsInProgress
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -133,18 +133,4 @@ class PrometheusCloseMetrics:
         returns, raises or is cancelled; other scopes pass straight through. Works as a
         Starlette middleware factory too: ``app.add_middleware(metrics.middleware)``.
         """
-        return _ActiveConnections(app, self.active_connections)
-
-
-class _ActiveConnections:
-    # Nothing on the message path: receive and send reach the app untouched.
-    def __init__(self, app: ASGIApp, gauge: Gauge) -> None:
-        self.app = app
-        self._gauge = gauge
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
-        with self._gauge.track_inprogress():
-            await self.app(scope, receive, send)
+        return _ConnectionsInProgress(app, self.active_connections.inc)
