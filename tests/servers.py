@@ -383,6 +383,42 @@ def _kill_if_same(pid: int, started: int) -> None:
             pass
 
 
+#: The fields of a record (``CloseContext.to_dict()``) that say how a connection ended: the
+#: server tiers compare records on all of them.
+CLOSE_FIELDS = (
+    "state",
+    "initiator",
+    "code",
+    "reason",
+    "clean",
+    "received",
+    "sent",
+    "requested",
+    "received_then_sent",
+    "sends_after_close",
+    "error",
+    "http_status",
+    "messages_received",
+    "messages_sent",
+    "server",
+    "unknown",
+)
+
+
+def close_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`CLOSE_FIELDS` of a record, after checking its clocks.
+
+    An ended record has ``closed_at`` >= ``opened_at`` and a ``duration``; an open one has
+    neither. A field the record lacks reads ``"<missing>"``, which no expectation equals.
+    """
+    if record["state"] in ("CLOSED", "REJECTED"):
+        assert record["closed_at"] is not None and record["closed_at"] >= record["opened_at"], record
+        assert record["duration"] is not None and record["duration"] >= 0, record
+    else:
+        assert record["closed_at"] is None and record["duration"] is None, record
+    return {key: record.get(key, "<missing>") for key in CLOSE_FIELDS}
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """All complete lines of the JSONL records file (a line still being written is skipped)."""
     try:

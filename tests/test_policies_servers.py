@@ -32,7 +32,7 @@ from websockets.frames import Close as WireClose
 
 from asgi_ws_close import is_valid_close_code
 from tests.rawclient import OP_CLOSE, Frame, HandshakeRejected, RawWebSocket, close_payload
-from tests.servers import Server, read_records, run_server, wait_for_records
+from tests.servers import Server, close_fields, read_records, run_server, wait_for_records
 
 pytestmark = pytest.mark.server
 
@@ -44,25 +44,6 @@ CLIENT_TIMEOUT = 5.0
 #: How the raw client may see TCP end: FIN or RST, whichever the teardown shows.
 TCP_ENDS = ("eof", "reset")
 
-# The fields that say how a connection ended; every record is compared on all of them.
-CLOSE_FIELDS = (
-    "state",
-    "initiator",
-    "code",
-    "reason",
-    "clean",
-    "received",
-    "sent",
-    "requested",
-    "received_then_sent",
-    "sends_after_close",
-    "error",
-    "http_status",
-    "messages_received",
-    "messages_sent",
-    "server",
-    "unknown",
-)
 
 LONG_ASCII = "x" * 200  # 200 bytes
 LONG_ACCENTS = "é" * 80  # 160 bytes of UTF-8, 2 per character
@@ -221,13 +202,7 @@ def expected(
 
 
 def fields(line: dict[str, Any]) -> dict[str, Any]:
-    record = line["record"]
-    if record["state"] in ("CLOSED", "REJECTED"):
-        assert record["closed_at"] is not None and record["closed_at"] >= record["opened_at"]
-        assert record["duration"] is not None and record["duration"] >= 0
-    else:
-        assert record["closed_at"] is None and record["duration"] is None
-    return {key: record.get(key, "<missing>") for key in CLOSE_FIELDS}
+    return close_fields(line["record"])
 
 
 def records_of(
