@@ -782,30 +782,29 @@ def test_fix_repairs_the_close_and_records_both(code: int, reason: str, wire_cod
     assert (context.code, context.reason) == (wire_code, wire_reason)
 
 
-def test_fix_never_modifies_the_apps_message() -> None:
-    message: Message = {"type": "websocket.close", "code": 999, "reason": "x"}
+def accepting_then_sending(message: Message) -> ASGIApp:
+    """An app that accepts, then sends ``message`` itself (the very object)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         await send({"type": "websocket.accept"})
         await send(message)
 
+    return app
+
+
+def test_fix_never_modifies_the_apps_message() -> None:
+    message: Message = {"type": "websocket.close", "code": 999, "reason": "x"}
     driver = Driver([{"type": "websocket.connect"}])
-    driver.run(WebSocketCloseMiddleware(app, invalid_close="fix"))
+    driver.run(WebSocketCloseMiddleware(accepting_then_sending(message), invalid_close="fix"))
     assert message == {"type": "websocket.close", "code": 999, "reason": "x"}
     assert driver.sent[-1] is not message
 
 
 def test_a_valid_close_goes_through_fix_as_the_same_object() -> None:
     message: Message = {"type": "websocket.close", "code": 4000, "reason": "ok"}
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        await send(message)
-
     driver = Driver([{"type": "websocket.connect"}])
-    driver.run(WebSocketCloseMiddleware(app, invalid_close="fix"))
+    driver.run(WebSocketCloseMiddleware(accepting_then_sending(message), invalid_close="fix"))
     assert driver.sent[-1] is message
 
 
