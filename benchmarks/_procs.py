@@ -27,6 +27,7 @@ __all__ = ["CONTROL", "PASS_THROUGH", "ROOT", "VARIANTS", "Client", "Rates", "Se
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
+RUN_TIMEOUT = START_TIMEOUT + 60.0  # the first run of a server also waits for it to accept
 STOP_TIMEOUT = 10.0
 
 _P = TypeVar("_P", bound="_JsonLineProcess")
@@ -181,9 +182,9 @@ def served_rates(
     variants: tuple[str, ...] = VARIANTS,
     **params: Any,
 ) -> dict[str, Rates]:
-    """Serve ``app`` (a side-by-side app) and measure both variants; return their rates per round.
+    """Serve ``app`` (a side-by-side app) and measure ``variants``; return their rates per round.
 
-    One server process runs both variants (``_apps.SideBySide``), so that they share the
+    One server process runs every variant (``_apps.SideBySide``), so that they share the
     process (memory layout, hash seed, CPU placement), and ``servers`` fresh processes in turn
     average out what one process has on its own. In a round the variants take turns
     ``repeats`` times, in ABBA order, with the same client code and the same count, and each
@@ -194,15 +195,13 @@ def served_rates(
     measured twice: ``count`` / wall seconds (what the client saw), and ``count`` / the CPU
     seconds the server process used meanwhile (only one variant runs at a time).
     """
-    timeout = START_TIMEOUT + 60.0
     rates = {variant: Rates([], []) for variant in variants}
     for index in range(servers):
         # Every other process starts with the other variant, so that neither goes first more often.
         order = variants if index % 2 == 0 else variants[::-1]
         with Server(app, ws) as server:
-            for variant in order:
-                client.seconds(op, timeout, port=server.port, query=_QUERIES[variant], count=count, **params)
-
+            for variant in order:  # the unmeasured warm-up runs
+                _one_run(client, server, op, count, params, variant)
             runs = interleaved(rounds * repeats, order, partial(_one_run, client, server, op, count, params))
         for variant in variants:
             for start in range(0, len(runs[variant]), repeats):
@@ -217,7 +216,7 @@ def _one_run(
 ) -> tuple[float, float]:
     # (rate by the wall clock, rate per server CPU-second)
     cpu_before = server.cpu_seconds()
-    wall = client.seconds(op, START_TIMEOUT + 60.0, port=server.port, query=_QUERIES[variant], count=count, **params)
+    wall = client.seconds(op, RUN_TIMEOUT, port=server.port, query=_QUERIES[variant], count=count, **params)
     cpu = server.cpu_seconds() - cpu_before
     return count / wall, count / cpu
 
