@@ -23,7 +23,7 @@ from ._codes import (
 )
 from ._context import SCOPE_KEY, current_close_context, get_close_context
 from ._middleware import InvalidClosePolicy, WebSocketCloseMiddleware
-from ._record import CloseContext, CloseRecord, OnClose
+from ._record import CloseContext, CloseRecord, OnClose, Outcome
 from ._sanitize import CODE_LABELS, ELLIPSIS, MAX_REASON_LENGTH, code_label, sanitize_reason
 from ._servers import SERVERS, ServerQuirks, detect_server
 from ._tracker import CloseTracker, ConnectionState
@@ -49,6 +49,7 @@ __all__ = [
     "InvalidClosePolicy",
     "MiddlewareNotInstalled",
     "OnClose",
+    "Outcome",
     "ServerQuirks",
     "WebSocketCloseError",
     "WebSocketCloseMiddleware",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import logging
 import sys
@@ -12,7 +13,7 @@ from typing import Any, Literal
 from ._codes import CloseCode, close_violation, is_valid_close_code, truncate_reason
 from ._context import SCOPE_KEY, _current
 from ._record import CloseContext, OnClose
-from ._servers import GENERIC, SERVERS, ServerQuirks, detect_server
+from ._servers import GENERIC, SERVERS, UNREADABLE, ServerQuirks, Wire, locate_server
 from ._tracker import CLOSING, CONNECTING, OPEN, CloseTracker, _close_of
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -125,27 +126,46 @@ class WebSocketCloseMiddleware:
             await self.app(scope, receive, send)
             return
 
-        tracker = CloseTracker(quirks=self._quirks or detect_server(send, scope), count_messages=self.count_messages)
+        quirks, subject = locate_server(send, scope)
+        if self._quirks is not None and self._quirks is not quirks:
+            # server= names another entry: what was found is not what its probe would read.
+            quirks, subject = self._quirks, None
+        tracker = CloseTracker(quirks=quirks, count_messages=self.count_messages, http_version=scope.get("http_version"))
         relay = self._relay(tracker, receive, send, self._policies)
         context = CloseContext(tracker)
         context._hooks = self.hooks
         scope[SCOPE_KEY] = context
+        if quirks.probe is not None:
+            relay._subject = subject
+        relay._context = context
+        relay._scope = scope
+        _open.add(relay)
         token = _current.set(context)
         try:
             await self.app(scope, relay.receive, relay.send)
+        except GeneratorExit:
+            # The app's coroutine is being closed, not resumed: its event loop is gone (or the
+            # process is exiting). Nothing can be awaited now; record the end as the server's.
+            _open.discard(relay)
+            _deliver_at_exit(relay)
+            raise
         except BaseException as exc:
             if self.close_on_error and tracker.state is OPEN and not _is_cancellation(exc):
                 await _close_for_error(tracker, send)
-            _app_ended(tracker, exc)
+            _app_ended(tracker, exc, relay.wire())
             raise
         else:
-            _app_ended(tracker, None)
+            _app_ended(tracker, None, relay.wire())
         finally:
+            _open.discard(relay)
             try:
                 for hook in context._hooks:
                     await _call_hook(hook, context, scope)
             finally:
-                _current.reset(token)
+                try:
+                    _current.reset(token)
+                except ValueError:  # closed from another context (GeneratorExit at exit)
+                    pass
 
 
 # The receive/send the app gets are bound methods of one small object per connection, a
@@ -160,7 +180,7 @@ class WebSocketCloseMiddleware:
 class _Relay:
     """Carries one connection's messages between the server and the app, feeding its tracker."""
 
-    __slots__ = ("_closing", "_policies", "_receive", "_send", "_tracker")
+    __slots__ = ("_closing", "_context", "_policies", "_receive", "_scope", "_send", "_subject", "_tracker")
 
     def __init__(
         self, tracker: CloseTracker, receive: Receive, send: Send, policies: WebSocketCloseMiddleware | None
@@ -171,6 +191,11 @@ class _Relay:
         self._policies = policies
         # Past OPEN, a websocket.send is a send after close: a flag kept here, read on the hot path.
         self._closing = False
+        # The server's connection object, for its entry's probe (None: nothing to read).
+        self._subject: Any = None
+        # For a record at exit, should the app never be resumed (_deliver_at_exit).
+        self._context: CloseContext | None = None
+        self._scope: Scope | None = None
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -179,10 +204,29 @@ class _Relay:
         except Exception:  # not an ASGI message: the app's to judge, never ours to raise
             return message
         if kind != "websocket.receive":
-            tracker = self._tracker
-            tracker.receive(message)
-            self._closing = tracker.state > OPEN
+            self._record(message, kind)
         return message
+
+    def _record(self, message: Message, kind: object) -> None:
+        tracker = self._tracker
+        if kind == "websocket.disconnect" and self._subject is not None:
+            tracker.receive(message, wire=self.wire(message))
+        else:
+            tracker.receive(message)
+        self._closing = tracker.state > OPEN
+
+    def wire(self, message: Message | None = None) -> Wire | None:
+        """What the server's connection object says, when its entry has a probe: read for a
+        disconnect, and when the app ends while the connection looks open."""
+        subject = self._subject
+        if subject is None or (message is None and self._tracker.state is not OPEN):
+            return None
+        probe = self._tracker.quirks.probe
+        assert probe is not None  # _subject is set only for an entry with a probe
+        try:
+            return probe(subject, message)
+        except Exception:  # a server upgrade moved what the probe reads: unknown, never wrong
+            return UNREADABLE
 
     def send(self, message: Message) -> Awaitable[None]:
         # A plain method (marked as a coroutine function below): a data message is handed to
@@ -231,12 +275,10 @@ class _CountingRelay(_Relay):
             kind = message["type"]
         except Exception:  # not an ASGI message: the app's to judge, never ours to raise
             return message
-        tracker = self._tracker
         if kind == "websocket.receive":
-            tracker.messages_received += 1  # type: ignore[operator]
+            self._tracker.messages_received += 1  # type: ignore[operator]
         else:
-            tracker.receive(message)
-            self._closing = tracker.state > OPEN
+            self._record(message, kind)
         return message
 
     def send(self, message: Message) -> Awaitable[None]:
@@ -299,7 +341,7 @@ def _fixed(message: Message, code: int, reason: str) -> Message:
 
 async def _close_for_error(tracker: CloseTracker, send: Send) -> None:
     close: Message = {"type": "websocket.close", "code": int(CloseCode.INTERNAL_ERROR), "reason": ""}
-    tracker.send(close)
+    tracker.closing_for_error(close)
     try:
         await send(close)
     except Exception:
@@ -321,14 +363,18 @@ def _hooks_of(on_close: OnClose | Sequence[OnClose] | None) -> tuple[OnClose, ..
     return hooks
 
 
-def _app_ended(tracker: CloseTracker, exc: BaseException | None) -> None:
-    """Tell the tracker how the app's call ended: returned (None), cancelled, or raised ``exc``."""
+def _app_ended(tracker: CloseTracker, exc: BaseException | None, wire: Wire | None = None) -> None:
+    """Tell the tracker how the app's call ended: returned (None), cancelled, or raised ``exc``.
+
+    ``wire`` is what the server's connection object says when the app ended while the
+    connection looked open (a disconnect the app never read).
+    """
     if exc is None:
-        tracker.app_exited()
+        tracker.app_exited(wire=wire)
     elif _is_cancellation(exc):
-        tracker.app_cancelled()
+        tracker.app_cancelled(wire=wire)
     else:
-        tracker.app_exited(exc)
+        tracker.app_exited(exc, wire=wire)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -347,3 +393,59 @@ async def _call_hook(hook: OnClose, context: CloseContext, scope: Scope) -> None
     except Exception:
         # The hook's failure is the hook's: never the server's, the app's or another hook's.
         logger.exception("asgi_ws_close: on_close hook %r raised", hook)
+
+
+# Connections whose app is running, for the exit below: a relay joins when its app starts and
+# leaves when it ends, so nothing stays here after a connection.
+_open: set[_Relay] = set()
+
+
+def _deliver_at_exit(relay: _Relay) -> None:
+    # The app will never be resumed (daphne at shutdown, a closed event loop): end the record
+    # as the server's, once, and run the hooks now, without an event loop of the app's.
+    tracker, context, scope = relay._tracker, relay._context, relay._scope
+    assert context is not None and scope is not None
+    tracker.server_exited(wire=relay.wire())
+    hooks, context._hooks = context._hooks, ()  # never a second delivery, whatever runs later
+    for hook in hooks:
+        _call_hook_now(hook, context, scope)
+
+
+@atexit.register
+def _flush_open() -> None:
+    """At interpreter exit: a record, and its hooks, for every connection still open."""
+    while _open:
+        _deliver_at_exit(_open.pop())
+
+
+def _call_hook_now(hook: OnClose, context: CloseContext, scope: Scope) -> None:
+    try:
+        result = hook(context, scope)
+        if inspect.isawaitable(result):
+            _complete(result)
+    except Exception:
+        logger.exception("asgi_ws_close: on_close hook %r raised", hook)
+
+
+def _complete(awaitable: Awaitable[None]) -> None:
+    async def wait() -> None:
+        await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs in this thread: a loop of our own finishes the hook
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(wait())
+        finally:
+            loop.close()
+        return
+    # Inside a running loop's callback (a coroutine closed by the garbage collector): the hook
+    # gets one step, and is closed if it needs more.
+    coroutine = wait()
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    logger.warning("asgi_ws_close: an async on_close hook could not finish: the event loop is gone")

@@ -8,9 +8,9 @@ from typing import Any
 
 from ._codes import Close, CloseCode, explain
 from ._tracker import CloseTracker, ConnectionState
-from ._types import Initiator, Scope
+from ._types import Initiator, Outcome, Scope
 
-__all__ = ["CloseContext", "CloseRecord", "OnClose"]
+__all__ = ["CloseContext", "CloseRecord", "OnClose", "Outcome"]
 
 
 def _close_dict(close: Close | None) -> dict[str, Any] | None:
@@ -51,6 +51,7 @@ class CloseRecord:
     """
 
     state: ConnectionState
+    outcome: Outcome | None
     initiator: Initiator | None
     code: int | None
     reason: str
@@ -68,6 +69,7 @@ class CloseRecord:
     messages_received: int | None
     messages_sent: int | None
     server: str | None
+    http_version: str | None
     unknown: frozenset[str]
 
     def __str__(self) -> str:
@@ -78,6 +80,7 @@ class CloseRecord:
         error = self.error
         return {
             "state": self.state.name,
+            "outcome": self.outcome,
             "initiator": self.initiator,
             "code": None if self.code is None else int(self.code),
             "code_name": self.code.name if isinstance(self.code, CloseCode) else None,
@@ -97,6 +100,7 @@ class CloseRecord:
             "messages_received": self.messages_received,
             "messages_sent": self.messages_sent,
             "server": self.server,
+            "http_version": self.http_version,
             "unknown": sorted(self.unknown),
         }
 
@@ -126,6 +130,22 @@ class CloseContext:
     def state(self) -> ConnectionState:
         """CONNECTING, OPEN, CLOSING, CLOSED or REJECTED: the reliable "is it open?" check."""
         return self._tracker.state
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """How it ended, in one word; ``None`` until it has (or if its server cannot tell).
+
+        One of ``"client_closed"``, ``"app_closed"``, ``"rejected"``, ``"app_error"``,
+        ``"dropped"``, ``"server_timeout"``, ``"server_shutdown"``, ``"server_error"``: the
+        low-cardinality field to group dashboards by (see the README's outcome table).
+        """
+        return self._tracker.outcome
+
+    @property
+    def http_version(self) -> str | None:
+        """The HTTP version of the WebSocket's upgrade, as the scope gives it: ``"1.1"``,
+        ``"2"`` (RFC 8441), ``"3"`` (RFC 9220); ``None`` if the server does not say."""
+        return self._tracker.http_version
 
     @property
     def received(self) -> Close | None:
@@ -266,6 +286,7 @@ class CloseContext:
         t = self._tracker
         return CloseRecord(
             state=t.state,
+            outcome=t.outcome,
             initiator=t.initiator,
             code=t.code,
             reason=t.reason,
@@ -283,6 +304,7 @@ class CloseContext:
             messages_received=t.messages_received,
             messages_sent=t.messages_sent,
             server=self.server,
+            http_version=t.http_version,
             unknown=t.unknown,
         )
 

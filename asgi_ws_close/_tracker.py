@@ -23,12 +23,11 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from ._codes import Close, CloseCode, as_close_code
-from ._servers import GENERIC, ServerQuirks
-from ._signatures import is_server_generated
-from ._types import Initiator
+from ._servers import GENERIC, UNKNOWN_CLOSE, UNREADABLE, ServerQuirks, Wire, is_server_generated
+from ._types import Initiator, Outcome
 
 __all__ = ["CloseTracker", "ConnectionState"]
 
@@ -101,8 +100,19 @@ _HTTP_FORBIDDEN = 403
 
 _NOTHING_UNKNOWN: frozenset[str] = frozenset()
 _REASON_UNKNOWN = frozenset({"reason"})
+_CLOSE_UNKNOWN = frozenset({"code", "reason", "received"})
 _END_UNKNOWN = frozenset({"code", "reason", "clean", "received", "received_then_sent"})
-_CLIENT_CLOSE_UNKNOWN = frozenset({"code", "reason", "clean", "initiator", "received", "received_then_sent"})
+_CLIENT_CLOSE_UNKNOWN = frozenset(
+    {"code", "reason", "clean", "initiator", "outcome", "received", "received_then_sent"}
+)
+
+# The outcome of a close the server made on its own, by its cause (Wire.cause).
+_SERVER_OUTCOMES: dict[str | None, Outcome] = {
+    "timeout": "server_timeout",
+    "shutdown": "server_shutdown",
+    "error": "server_error",
+    None: "server_error",
+}
 
 
 def _type_of(message: Mapping[str, Any]) -> object:
@@ -166,6 +176,7 @@ class CloseTracker:
         "_clock",
         "_ended",
         "_late_messages",
+        "_outcome",
         "_server_close",
         "_unknown",
         "_started",
@@ -175,6 +186,7 @@ class CloseTracker:
         "error",
         "finished",
         "http_status",
+        "http_version",
         "initiator",
         "messages_received",
         "messages_sent",
@@ -194,8 +206,11 @@ class CloseTracker:
         wall_clock: Callable[[], float] = time.time,
         quirks: ServerQuirks = GENERIC,
         count_messages: bool = True,
+        http_version: str | None = None,
     ) -> None:
         self.quirks = quirks
+        #: The HTTP version of the upgrade, as the scope gives it ("1.1", "2", "3").
+        self.http_version = http_version
         self._clock = clock
         self._wall_clock = wall_clock
         self.state: ConnectionState = CONNECTING
@@ -218,6 +233,8 @@ class CloseTracker:
         self._clean = True
         self.error: BaseException | None = None
         self.http_status: int | None = None
+        # How it ended, once it has: decided where the end is decided.
+        self._outcome: Outcome | None = None
         self.messages_received: int | None = 0 if count_messages else None
         self.messages_sent: int | None = 0 if count_messages else None
         # Messages the app handed to send() after its close or the connection's end.
@@ -231,14 +248,20 @@ class CloseTracker:
 
     # Public methods for feeding events.
 
-    def receive(self, message: Mapping[str, Any]) -> None:
-        """Record a message that the server delivered to the app through ``receive()``."""
+    def receive(self, message: Mapping[str, Any], *, wire: Wire | None = None) -> None:
+        """Record a message that the server delivered to the app through ``receive()``.
+
+        Args:
+            message: The message, as the server delivered it.
+            wire: For a ``websocket.disconnect``: what the server's connection object says
+                about the close frames (its entry's probe), when it has one.
+        """
         kind = _type_of(message)
         if kind == "websocket.receive":
             if self.messages_received is not None:
                 self.messages_received += 1
         elif kind == "websocket.disconnect":
-            self._disconnect(message)
+            self._disconnect(message, wire)
         # websocket.connect changes nothing; unknown types are not ours to judge.
 
     def send(self, message: Mapping[str, Any], *, requested: Mapping[str, Any] | None = None) -> None:
@@ -266,6 +289,7 @@ class CloseTracker:
         elif kind == "websocket.http.response.start":
             if self._transition(_Event.DENIAL):
                 self.initiator = "app"
+                self._outcome = "rejected"
                 status = message.get("status")
                 self.http_status = status if isinstance(status, int) else None
                 self.abnormal = True
@@ -296,8 +320,15 @@ class CloseTracker:
             self.abnormal = True
             self._clean = False
 
-    def app_exited(self, error: BaseException | None = None) -> None:
-        """Record that the app returned (``error=None``) or raised ``error``."""
+    def app_exited(self, error: BaseException | None = None, *, wire: Wire | None = None) -> None:
+        """Record that the app returned (``error=None``) or raised ``error``.
+
+        Args:
+            error: The exception that escaped the app, if any.
+            wire: What the server's connection object says (its entry's probe), read when
+                the app ended while the connection looked open: the client may have closed
+                (or the server ended it) while the app was not reading.
+        """
         if self.finished:
             return
         self.finished = True
@@ -305,13 +336,21 @@ class CloseTracker:
             self.error = error
             self._clean = False
         state = self.state
+        if state is OPEN and self._ended_unread(wire):
+            if error is not None:
+                self._clean = False
+            return
         if self._transition(_Event.APP_EXIT):
             self.initiator = "app"
             if state is CONNECTING:
+                self._outcome = "rejected" if error is None else "app_error"
                 self.http_status = self.quirks.rejection_status
                 self.abnormal = True
                 self._clean = False
-            elif state is OPEN and error is None and self.quirks.return_leaves_open:
+                return
+            if state is OPEN:
+                self._outcome = "app_closed" if error is None else "app_error"
+            if state is OPEN and error is None and self.quirks.return_leaves_open:
                 # daphne keeps the connection open until the client goes, and never says how.
                 self._unknown = _END_UNKNOWN
             elif state is OPEN:
@@ -319,22 +358,46 @@ class CloseTracker:
                 # close frame of its own or (uvicorn) without any.
                 self._end_by_server(self.quirks.return_close if error is None else self.quirks.error_close)
 
-    def app_cancelled(self) -> None:
-        """Record that the app's task was cancelled, as servers do at shutdown."""
+    def closing_for_error(self, message: Mapping[str, Any]) -> None:
+        """Record the close that ``close_on_error`` sends for the app, which raised after accept."""
+        self.send(message)
+        if self.state is CLOSING:
+            self._outcome = "app_error"
+
+    def app_cancelled(self, *, wire: Wire | None = None) -> None:
+        """Record that the app's task was cancelled, as servers do at shutdown.
+
+        Args:
+            wire: As for :meth:`app_exited`.
+        """
         if self.finished:
             return
         self.finished = True
         state = self.state
+        if state is OPEN and self._ended_unread(wire):
+            return
         if self._transition(_Event.CANCEL) and state is not CLOSING:
-            self.initiator = "server"
-            cancel_close = self.quirks.cancel_close if state is OPEN else None
-            if cancel_close == "unknown":
-                self._clean = False
-                self._unknown = _END_UNKNOWN
-            else:
-                self._end_by_server(cancel_close)
+            self._server_ended(None if state is CONNECTING else self.quirks.cancel_close)
 
-    # Derived, read-only facts.
+    def server_exited(self, *, wire: Wire | None = None) -> None:
+        """Record that the process (or its event loop) is ending with the connection open.
+
+        Some servers never resume the app at shutdown (daphne): the middleware calls this for
+        every connection still open when the process exits, so that each gets its record.
+        """
+        if self.finished or self.state >= CLOSED:
+            return
+        self.finished = True
+        state = self.state
+        if state is OPEN and self._ended_unread(wire):
+            return
+        self._transition(_Event.CANCEL)
+        if state is CLOSING:
+            return
+        own = None if wire is None else wire.sent
+        self._server_ended(own.code if isinstance(own, Close) and wire is not None and not wire.received_first else None)
+
+        # Derived, read-only facts.
 
     @property
     def ended(self) -> bool:
@@ -367,6 +430,16 @@ class CloseTracker:
         if self.state < CLOSED or "clean" in self._unknown:
             return None
         return self._clean
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """How the connection ended, in one low-cardinality word; ``None`` until it has.
+
+        Also ``None`` when its server could not report it (``"outcome"`` in :attr:`unknown`).
+        """
+        if self.state < CLOSED or "outcome" in self._unknown:
+            return None
+        return self._outcome
 
     @property
     def unknown(self) -> frozenset[str]:
@@ -404,6 +477,66 @@ class CloseTracker:
         else:
             self._server_close = Close(as_close_code(code), "")
 
+    def _server_ended(self, close: int | Literal["unknown"] | None) -> None:
+        # The server ended the connection on its own, at shutdown: with a close frame, without
+        # one (None), or in a way the tracker cannot tell ("unknown").
+        self.initiator = "server"
+        self._outcome = "server_shutdown"
+        if close == "unknown":
+            self._clean = False
+            self._unknown = _END_UNKNOWN
+        else:
+            self._end_by_server(close)
+
+    def _ended_unread(self, wire: Wire | None) -> bool:
+        # The app ended while the connection looked open: if the server says it had ended
+        # already (a disconnect the app never read), record that end, not the app's.
+        if wire is None or not wire.ended or wire is UNREADABLE:
+            return False
+        self._transition(_Event.DISCONNECT)
+        self._end_from_wire(wire)
+        return True
+
+    def _end_from_wire(self, wire: Wire) -> None:
+        # The end of an open connection, as the server's connection object saw it.
+        received, sent = wire.received, wire.sent
+        if received is not None and wire.received_first is not False:
+            # The peer's close came first; clean once the server answered it.
+            self.initiator = "client"
+            self.received_then_sent = True
+            self._outcome = "client_closed"
+            if isinstance(received, Close):
+                self.received = received
+                if not self.quirks.client_reason and self.quirks.probe is None:
+                    self._unknown = _REASON_UNKNOWN
+            else:
+                self._unknown = _CLOSE_UNKNOWN
+            if sent is None:
+                self._clean = False
+        elif sent is not None:
+            # The server's own close: at shutdown an orderly end (1012), otherwise it failed
+            # the connection (a keepalive timeout, a protocol error).
+            self.initiator = "server"
+            self.received_then_sent = False
+            self._outcome = _SERVER_OUTCOMES[wire.cause]
+            if isinstance(sent, Close):
+                self.received = sent
+            else:
+                self._unknown = _CLOSE_UNKNOWN
+            if wire.cause != "shutdown":
+                self._clean = False
+        elif wire.cause is not None:
+            # The server dropped the connection on its own, without a close frame.
+            self.initiator = "server"
+            self._outcome = _SERVER_OUTCOMES[wire.cause]
+            self.abnormal = True
+            self._clean = False
+        else:
+            # The transport was lost: no close frame either way.
+            self._outcome = "dropped"
+            self.abnormal = True
+            self._clean = False
+
     def _transition(self, event: _Event) -> bool:
         new_state = TRANSITIONS[self.state].get(event)
         if new_state is None:
@@ -422,7 +555,9 @@ class CloseTracker:
         self.sent = close
         self.requested = close if requested is message else _close_of(requested)
         self.initiator = "app"
+        self._outcome = "app_closed"
         if state is CONNECTING:
+            self._outcome = "rejected"
             # The client gets HTTP 403, never this close frame.
             self.http_status = _HTTP_FORBIDDEN
             self.abnormal = True
@@ -430,13 +565,14 @@ class CloseTracker:
         else:
             self.received_then_sent = False
 
-    def _disconnect(self, message: Mapping[str, Any]) -> None:
+    def _disconnect(self, message: Mapping[str, Any], wire: Wire | None) -> None:
         state = self.state
         if not self._transition(_Event.DISCONNECT):
             return
         code = _code_of(message)
         if state is CONNECTING:
             # The client left during the handshake: no close frame either way.
+            self._outcome = "dropped"
             self.abnormal = True
             self._clean = False
             return
@@ -449,6 +585,10 @@ class CloseTracker:
             if code == CloseCode.ABNORMAL_CLOSURE and self.sent != Close(code, _reason_of(message)):
                 self._clean = False
             return
+        if wire is not None and wire.ended:
+            # The server's connection object knows: no guessing from the message's shape.
+            self._end_from_wire(wire)
+            return
         drop = self.quirks.drop
         # (daphne's empty close frame is an explicit code=None: not this.)
         no_status_without_reason = (
@@ -456,8 +596,10 @@ class CloseTracker:
             and "reason" not in message
             and message.get("code", CloseCode.NO_STATUS_RCVD) is not None
         )
-        if drop == "1006 for every client close" or (
-            drop == "1005 without reason, ambiguous" and no_status_without_reason
+        if (
+            drop == "1006 for every client close"
+            or (drop == "1005 without reason, ambiguous" and no_status_without_reason)
+            or (wire is UNREADABLE and (code == CloseCode.ABNORMAL_CLOSURE or no_status_without_reason))
         ):
             # hypercorn reads 1006 for a clean close, a drop and a protocol error alike;
             # granian reads 1005 for an empty close frame and a drop alike. Whether the client
@@ -468,6 +610,7 @@ class CloseTracker:
         # uvicorn's websockets-sansio and wsproto report that as 1005 with *no* reason key,
         # while a real empty close frame comes with reason="" (servers.md, C2/C4).
         if code == CloseCode.ABNORMAL_CLOSURE or (drop == "1005 without reason" and no_status_without_reason):
+            self._outcome = "dropped"
             self.abnormal = True
             self._clean = False
             return
@@ -480,7 +623,11 @@ class CloseTracker:
             self.received_then_sent = False
             # A server fails the connection on a protocol error; 1012 is an orderly restart.
             if code != CloseCode.SERVICE_RESTART:
+                self._outcome = "server_error"
                 self._clean = False
+            else:
+                self._outcome = "server_shutdown"
         else:
             self.initiator = "client"
+            self._outcome = "client_closed"
             self.received_then_sent = True

@@ -44,7 +44,7 @@ class Driver:
         self.incoming = list(incoming)
         self.sent: list[Message] = []
         self.received: list[Message] = []
-        self.scope: Scope = {"type": scope_type, "path": "/ws", "headers": []}
+        self.scope: Scope = {"type": scope_type, "path": "/ws", "headers": [], "http_version": "1.1"}
 
     async def receive(self) -> Message:
         message = self.incoming.pop(0) if self.incoming else {"type": "websocket.disconnect", "code": 1006}
@@ -471,6 +471,7 @@ def test_snapshot_is_frozen_and_to_dict_is_json() -> None:
     data = json.loads(json.dumps(context.to_dict()))
     assert data == {
         "state": "CLOSED",
+        "outcome": "client_closed",
         "initiator": "client",
         "code": 4001,
         "code_name": None,
@@ -490,6 +491,7 @@ def test_snapshot_is_frozen_and_to_dict_is_json() -> None:
         "messages_received": 1,
         "messages_sent": 1,
         "server": None,
+        "http_version": "1.1",
         "unknown": [],
     }
     assert data["duration"] >= 0

@@ -154,6 +154,7 @@ def scope_of(spec: str | None, extensions: dict[str, Any] | None) -> dict[str, A
         ("2.3", {"http.response.pathsend": {}, "websocket.http.response": {}}, ["granian"], "granian"),
         (None, None, ["daphne"], "daphne"),
         ("2.4", {"websocket.http.response": {}}, [], "generic"),  # uvicorn's fingerprint, no uvicorn
+        ("2.5", {"websocket.http.response": {}}, ["uvicorn"], "uvicorn"),  # a later spec: still uvicorn
         ("2.5", {}, ["uvicorn"], "generic"),
     ],
 )
