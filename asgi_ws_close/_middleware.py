@@ -130,7 +130,9 @@ class WebSocketCloseMiddleware:
         if self._quirks is not None and self._quirks is not quirks:
             # server= names another entry: what was found is not what its probe would read.
             quirks, subject = self._quirks, None
-        tracker = CloseTracker(quirks=quirks, count_messages=self.count_messages, http_version=scope.get("http_version"))
+        tracker = CloseTracker(
+            quirks=quirks, count_messages=self.count_messages, http_version=scope.get("http_version")
+        )
         relay = self._relay(tracker, receive, send, self._policies)
         context = CloseContext(tracker)
         context._hooks = self.hooks

@@ -191,9 +191,8 @@ def _probe_uvicorn_websockets(protocol: Any, message: Mapping[str, Any] | None) 
 
 def _probe_uvicorn_websockets_sansio(protocol: Any, message: Mapping[str, Any] | None) -> Wire:
     conn = protocol.conn  # websockets.server.ServerProtocol
-    return _websockets_wire(
-        conn.close_rcvd, conn.close_sent, conn.close_rcvd_then_sent, protocol.disconnected or protocol.transport.is_closing()
-    )
+    lost = protocol.disconnected or protocol.transport.is_closing()
+    return _websockets_wire(conn.close_rcvd, conn.close_sent, conn.close_rcvd_then_sent, lost)
 
 
 def _queued_disconnect(queue: Any) -> Mapping[str, Any] | None:
@@ -270,9 +269,7 @@ def _probe_daphne(protocol: Any, message: Mapping[str, Any] | None) -> Wire:
     sent = None if local is None else _close(local, protocol.localCloseReason)
     if protocol.closedByMe:
         # Our side closed first: the app's close, or daphne's own (its websocket_timeout).
-        received = (
-            _close(remote or CloseCode.NO_STATUS_RCVD, protocol.remoteCloseReason) if protocol.wasClean else None
-        )
+        received = _close(remote or CloseCode.NO_STATUS_RCVD, protocol.remoteCloseReason) if protocol.wasClean else None
         return Wire(received, sent or UNKNOWN_CLOSE, False, "timeout")
     if message is not None and message.get("code", CloseCode.ABNORMAL_CLOSURE) != CloseCode.ABNORMAL_CLOSURE:
         # The peer's close frame (an empty one is reported as code=None).

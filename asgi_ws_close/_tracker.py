@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ._codes import Close, CloseCode, as_close_code
-from ._servers import GENERIC, UNKNOWN_CLOSE, UNREADABLE, ServerQuirks, Wire, is_server_generated
+from ._servers import GENERIC, UNREADABLE, ServerQuirks, Wire, is_server_generated
 from ._types import Initiator, Outcome
 
 __all__ = ["CloseTracker", "ConnectionState"]
@@ -102,9 +102,7 @@ _NOTHING_UNKNOWN: frozenset[str] = frozenset()
 _REASON_UNKNOWN = frozenset({"reason"})
 _CLOSE_UNKNOWN = frozenset({"code", "reason", "received"})
 _END_UNKNOWN = frozenset({"code", "reason", "clean", "received", "received_then_sent"})
-_CLIENT_CLOSE_UNKNOWN = frozenset(
-    {"code", "reason", "clean", "initiator", "outcome", "received", "received_then_sent"}
-)
+_CLIENT_CLOSE_UNKNOWN = frozenset({"code", "reason", "clean", "initiator", "outcome", "received", "received_then_sent"})
 
 # The outcome of a close the server made on its own, by its cause (Wire.cause).
 _SERVER_OUTCOMES: dict[str | None, Outcome] = {
@@ -394,10 +392,11 @@ class CloseTracker:
         self._transition(_Event.CANCEL)
         if state is CLOSING:
             return
-        own = None if wire is None else wire.sent
-        self._server_ended(own.code if isinstance(own, Close) and wire is not None and not wire.received_first else None)
+        # The close frame the server sent on its own, if it did before it went.
+        own = None if wire is None or wire.received_first else wire.sent
+        self._server_ended(own.code if isinstance(own, Close) else None)
 
-        # Derived, read-only facts.
+    # Derived, read-only facts.
 
     @property
     def ended(self) -> bool:
