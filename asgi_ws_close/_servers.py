@@ -212,6 +212,11 @@ def _reported(message: Mapping[str, Any] | None) -> Close | None:
     return _close(message["code"], message["reason"])
 
 
+# Codes a server reports for "no status" and "no close frame" (a spec 2.5 server reports a
+# lost connection with reason="" too): never a close that wsproto failed the connection with.
+_NOT_ON_THE_WIRE = (CloseCode.NO_STATUS_RCVD, CloseCode.ABNORMAL_CLOSURE)
+
+
 def _probe_uvicorn_wsproto(protocol: Any, message: Mapping[str, Any] | None) -> Wire:
     # wsproto keeps no close code, only its state; uvicorn keeps close_sent (set when the app
     # or uvicorn itself closed first) and the messages it queued for the app.
@@ -239,7 +244,7 @@ def _probe_uvicorn_wsproto(protocol: Any, message: Mapping[str, Any] | None) -> 
         cause = _own_cause(own) if isinstance(own, Close) else None
         return Wire(UNKNOWN_CLOSE if state == "CLOSED" else None, own, False, cause)
     failed = _reported(message)
-    if failed is not None and state == "OPEN":
+    if failed is not None and state == "OPEN" and failed.code not in _NOT_ON_THE_WIRE:
         # wsproto failed the connection on a protocol error (ParseFailed): it reports its close
         # (1002, 1007) to the app but uvicorn sends none (servers.md, C5-C7).
         return Wire(None, failed, False, "error")

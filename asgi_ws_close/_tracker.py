@@ -330,13 +330,15 @@ class CloseTracker:
         if self.finished:
             return
         self.finished = True
+        state = self.state
         if error is not None:
             self.error = error
+            if state is OPEN and self._ended_unread(wire):
+                # It ended before the app raised (often the server's own "client gone" from
+                # send()): the close stands as it was on the wire, and the error is kept.
+                return
             self._clean = False
-        state = self.state
-        if state is OPEN and self._ended_unread(wire):
-            if error is not None:
-                self._clean = False
+        elif state is OPEN and self._ended_unread(wire):
             return
         if self._transition(_Event.APP_EXIT):
             self.initiator = "app"

@@ -20,6 +20,10 @@ conventions (no convention for WebSocket closes exists yet):
 * ``websocket.close.initiator`` (string): ``client``, ``app`` or ``server``; not set when
   the transport was lost and nobody closed.
 * ``websocket.close.clean`` (boolean): whether it closed cleanly (``CloseEvent.wasClean``).
+* ``websocket.close.outcome`` (string): how it ended, in one word (``client_closed``,
+  ``app_closed``, ``rejected``, ``app_error``, ``dropped``, ``server_timeout``,
+  ``server_shutdown``, ``server_error``); not set where the server cannot tell.
+* ``network.protocol.version`` (string): the HTTP version of the upgrade (``1.1``, ``2``).
 * ``websocket.connection.state`` (string): ``closed``, or ``rejected`` for a refused handshake.
 * ``websocket.received.message_count``, ``websocket.sent.message_count`` (int): the
   messages the app received and sent; only with ``WebSocketCloseMiddleware(count_messages=True)``.
@@ -29,12 +33,13 @@ conventions (no convention for WebSocket closes exists yet):
 The metrics, on the meter ``asgi_ws_close``:
 
 * ``websocket.server.closes`` (counter, ``{close}``): ended connections, rejected
-  handshakes included, with ``websocket.close.initiator``, ``websocket.close.code`` and
-  ``websocket.close.clean``. Here the code is a *string* from
+  handshakes included, with ``websocket.close.initiator``, ``websocket.close.code``,
+  ``websocket.close.clean`` and ``websocket.close.outcome``. Here the code is a *string* from
   :func:`~asgi_ws_close.integrations.code_label` (``"1000"``, ``"4xxx"``...), so that peers
   cannot create time series at will; spans carry the exact code.
 * ``websocket.server.connection.duration`` (histogram, ``s``): from the handshake request to
-  the end, with ``websocket.close.initiator`` and ``websocket.close.clean``.
+  the end, with ``websocket.close.initiator``, ``websocket.close.clean`` and
+  ``websocket.close.outcome``.
 * ``websocket.server.active_connections`` (up-down counter, ``{connection}``): connections
   being served, handshakes included; fed by :meth:`OpenTelemetryCloseInstrumentation.middleware`.
 """
@@ -81,12 +86,14 @@ ATTR_CODE = "websocket.close.code"
 ATTR_REASON = "websocket.close.reason"
 ATTR_INITIATOR = "websocket.close.initiator"
 ATTR_CLEAN = "websocket.close.clean"
+ATTR_OUTCOME = "websocket.close.outcome"
 ATTR_STATE = "websocket.connection.state"
 ATTR_RECEIVED_MESSAGES = "websocket.received.message_count"
 ATTR_SENT_MESSAGES = "websocket.sent.message_count"
 # Attributes of the general semantic conventions.
 _ATTR_HTTP_STATUS = "http.response.status_code"
 _ATTR_ERROR_TYPE = "error.type"
+_ATTR_PROTOCOL_VERSION = "network.protocol.version"
 
 METRIC_CLOSES = "websocket.server.closes"
 METRIC_DURATION = "websocket.server.connection.duration"
@@ -158,6 +165,8 @@ class OpenTelemetryCloseInstrumentation:
         attributes: dict[str, AttributeValue] = {ATTR_CLEAN: bool(context.clean)}
         if context.initiator is not None:
             attributes[ATTR_INITIATOR] = context.initiator
+        if context.outcome is not None:
+            attributes[ATTR_OUTCOME] = context.outcome
         duration = context.duration
         assert duration is not None  # ended connections always have one
         self.connection_duration.record(duration, attributes)
@@ -180,6 +189,10 @@ class OpenTelemetryCloseInstrumentation:
             attributes[ATTR_REASON] = sanitize_reason(context.reason, self.max_length)
         if context.initiator is not None:
             attributes[ATTR_INITIATOR] = context.initiator
+        if context.outcome is not None:
+            attributes[ATTR_OUTCOME] = context.outcome
+        if context.http_version is not None:
+            attributes[_ATTR_PROTOCOL_VERSION] = context.http_version
         if context.http_status is not None:
             attributes[_ATTR_HTTP_STATUS] = context.http_status
         error = context.error

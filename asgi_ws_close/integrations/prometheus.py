@@ -12,12 +12,15 @@ Install with ``pip install "asgi-ws-close[prometheus]"``, then::
 
 The metrics (with the default ``namespace="websocket"``, ``subsystem="server"``):
 
-* ``websocket_server_closes_total{initiator, code, clean}``: counter, one per ended
-  connection, rejected handshakes included. ``initiator`` is ``client``, ``app``, ``server``
-  or ``none`` (the transport was lost); ``code`` is a bounded label from
+* ``websocket_server_closes_total{initiator, code, clean, outcome}``: counter, one per ended
+  connection, rejected handshakes included. ``outcome`` is the context's
+  :attr:`~asgi_ws_close.CloseContext.outcome` (``client_closed``, ``app_closed``,
+  ``rejected``, ``app_error``, ``dropped``, ``server_timeout``, ``server_shutdown``,
+  ``server_error``, or ``unknown`` where the server cannot tell); ``initiator`` is ``client``,
+  ``app``, ``server`` or ``none`` (the transport was lost); ``code`` is a bounded label from
   :func:`~asgi_ws_close.integrations.code_label` (registered codes as themselves, others as
   ``1xxx``-``4xxx`` or ``other``); ``clean`` is ``true`` or ``false``. Reasons are never labels.
-* ``websocket_server_connection_duration_seconds{initiator, clean}``: histogram of the time
+* ``websocket_server_connection_duration_seconds{initiator, clean, outcome}``: histogram of the time
   from the handshake request to the end, in seconds (:data:`DEFAULT_DURATION_BUCKETS`).
 * ``websocket_server_active_connections``: gauge of the WebSocket connections being served,
   from the handshake request until the app's task ends. The ``on_close`` hook only runs at
@@ -87,8 +90,8 @@ class PrometheusCloseMetrics:
         self.keep_codes = frozenset(int(code) for code in keep_codes)
         self.closes = Counter(
             "closes",
-            "WebSocket connections that ended, by who initiated the end, close code and cleanliness.",
-            ("initiator", "code", "clean"),
+            "WebSocket connections that ended, by who initiated the end, close code, cleanliness and outcome.",
+            ("initiator", "code", "clean", "outcome"),
             namespace=namespace,
             subsystem=subsystem,
             registry=registry,
@@ -96,7 +99,7 @@ class PrometheusCloseMetrics:
         self.connection_duration = Histogram(
             "connection_duration_seconds",
             "Time from the WebSocket handshake request to the end of the connection.",
-            ("initiator", "clean"),
+            ("initiator", "clean", "outcome"),
             namespace=namespace,
             subsystem=subsystem,
             registry=registry,
@@ -121,10 +124,11 @@ class PrometheusCloseMetrics:
             return
         initiator = context.initiator or "none"
         clean: Literal["true", "false"] = "true" if context.clean else "false"
-        self.closes.labels(initiator, code_label(context.code, self.keep_codes), clean).inc()
+        outcome = context.outcome or "unknown"
+        self.closes.labels(initiator, code_label(context.code, self.keep_codes), clean, outcome).inc()
         duration = context.duration
         assert duration is not None  # ended connections always have one
-        self.connection_duration.labels(initiator, clean).observe(duration)
+        self.connection_duration.labels(initiator, clean, outcome).observe(duration)
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Wrap ``app`` so that the active-connections gauge follows each WebSocket.
