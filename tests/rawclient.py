@@ -12,11 +12,20 @@ import hashlib
 import os
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
-__all__ = ["Ending", "Frame", "HandshakeRejected", "RawWebSocket", "close_payload", "send_upgrade_request"]
+__all__ = [
+    "Ending",
+    "Frame",
+    "HandshakeRejected",
+    "RawWebSocket",
+    "Watch",
+    "close_payload",
+    "send_upgrade_request",
+]
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -114,6 +123,38 @@ class Ending:
         return "no close frame"
 
 
+@dataclass(frozen=True)
+class Watch:
+    """What a silent client (:meth:`RawWebSocket.watch`) saw: it answered nothing, not even
+    pings, for a bounded time."""
+
+    #: Pings the server sent (none answered), and other non-close frames.
+    pings: int
+    others: int
+    #: The close frame, or how the watch ended without one ("eof", "reset", "timeout").
+    ending: Ending
+    #: After a close frame: whether the server closed TCP (FIN or RST) within the bound.
+    tcp_closed: bool
+    #: The watch's bound and, after a close frame, the bound on the TCP close.
+    seconds: float
+    after_close: float
+
+    def describe(self) -> str:
+        """What the client saw, in words that do not depend on timing (how many pings came
+        depends on when the server's timer fires: only whether any came is said)."""
+        parts = ["pinged, pings unanswered" if self.pings else "no ping"]
+        if self.others:
+            parts.append("other frames too")
+        if self.ending.kind == "close":
+            then = "then TCP closed" if self.tcp_closed else f"TCP left open ({self.after_close:g} s)"
+            parts.append(f"{self.ending.describe()} (not answered), {then}")
+        elif self.ending.kind == "timeout":
+            parts.append(f"no close frame, connection left open ({self.seconds:g} s)")
+        else:
+            parts.append("no close frame, TCP closed")
+        return "; ".join(parts)
+
+
 class RawWebSocket:
     """One client connection; use :meth:`connect`, and as a context manager."""
 
@@ -192,12 +233,14 @@ class RawWebSocket:
             payload = _apply_mask(payload, mask)
         return Frame(fin=bool(first & 0x80), opcode=first & 0x0F, payload=payload)
 
-    def recv_text(self) -> str:
-        """Read the next text message (one unfragmented frame), answering pings on the way."""
+    def recv_text(self, *, answer_pings: bool = True) -> str:
+        """Read the next text message (one unfragmented frame), answering pings on the way
+        (skipping them, unanswered, with ``answer_pings=False``)."""
         while True:
             frame = self.recv_frame()
             if frame.opcode == OP_PING:
-                self.send_frame(OP_PONG, frame.payload)
+                if answer_pings:
+                    self.send_frame(OP_PONG, frame.payload)
                 continue
             if frame.opcode != OP_TEXT or not frame.fin:
                 raise AssertionError(f"expected a text frame, got {frame!r}")
@@ -216,6 +259,64 @@ class RawWebSocket:
             return Ending("reset")
         except TimeoutError:
             return Ending("timeout")
+
+    def watch(self, seconds: float, *, after_close: float = DEFAULT_TIMEOUT) -> Watch:
+        """Stay silent, sending nothing (no pong, no close), for at most ``seconds``; read what
+        the server sends until its close frame, TCP EOF or a reset. After a close frame, wait
+        at most ``after_close`` seconds more for the server to close TCP.
+
+        Only this method ever leaves a ping unanswered: :meth:`recv_text` answers them.
+        """
+        pings = others = 0
+        deadline = time.monotonic() + seconds
+        saved = self.sock.gettimeout()
+        try:
+            ending: Ending | None = None
+            while ending is None:
+                try:
+                    frame = self.recv_frame_by(deadline)
+                except EOFError:
+                    ending = Ending("eof")
+                except ConnectionResetError:
+                    ending = Ending("reset")
+                else:
+                    if frame is None:
+                        ending = Ending("timeout")
+                    elif frame.opcode == OP_PING:
+                        pings += 1
+                    elif frame.opcode == OP_CLOSE:
+                        ending = Ending("close", frame.payload)
+                    else:
+                        others += 1
+            tcp_closed = ending.kind in ("eof", "reset")
+            if ending.kind == "close":
+                tcp_closed = self._wait_tcp_close(time.monotonic() + after_close)
+        finally:
+            self.sock.settimeout(saved)
+        return Watch(pings, others, ending, tcp_closed, seconds, after_close)
+
+    def recv_frame_by(self, deadline: float) -> Frame | None:
+        """Read one frame by ``deadline`` (a ``time.monotonic()`` value); None if none came.
+
+        Raises EOFError on TCP EOF, ConnectionResetError on a reset.
+        """
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        self.sock.settimeout(remaining)
+        try:
+            return self.recv_frame()
+        except TimeoutError:
+            return None
+
+    def _wait_tcp_close(self, deadline: float) -> bool:
+        # After the server's close frame: True once TCP EOF or a reset comes by the deadline.
+        try:
+            while self.recv_frame_by(deadline) is not None:
+                pass
+        except (EOFError, ConnectionResetError):
+            return True
+        return False
 
     # Ending.
 

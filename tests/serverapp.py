@@ -1,20 +1,24 @@
 """Starlette and FastAPI apps for the real-server tests (``tests/matrix``).
 
-Every server loads them as ``tests.serverapp:starlette_app`` and ``tests.serverapp:fastapi_app``.
-Both wrap the same WebSocket routes, one per kind of scenario, with
-:class:`WebSocketCloseMiddleware` added the way users add it. Every connection carries a
-test-chosen ``id`` query parameter. Each handler appends one JSON line when it is done,
-``{"id": ..., "source": "handler", "record": CloseContext.to_dict(), "app": {...}}``, where
-``app`` says what the server handed the app at the end: ``{"disconnect": <the message as it
-came, with or without a reason key>}``, ``{"timeout": seconds}`` (a bounded follow-up
-``receive()`` that got nothing), ``{"cancelled": true}`` (the server cancelled the handler),
-``{"raised": "Type: message"}`` or ``{"returned": true}``. The ``on_close`` hook appends
+Every server loads them as ``tests.serverapp:starlette_app`` and ``tests.serverapp:fastapi_app``
+(and, for ``tests/test_wrapped_send.py``, the Starlette app behind a middleware that wraps
+``send``: :data:`WRAPPED_SEND_APPS`). All wrap the same WebSocket routes, one per kind of
+scenario, with :class:`WebSocketCloseMiddleware` added the way users add it. Every connection
+carries a test-chosen ``id`` query parameter. Each handler appends one JSON line when it is
+done, ``{"id": ..., "source": "handler", "record": CloseContext.to_dict(), "app": {...},
+"asgi": ...}``, where ``app`` says what the server handed the app at the end:
+``{"disconnect": <the message as it came, with or without a reason key>}``,
+``{"timeout": seconds}`` (a bounded follow-up ``receive()`` that got nothing),
+``{"cancelled": true}`` (the server cancelled the handler), ``{"raised": "Type: message"}`` or
+``{"returned": true}`` (the send-only route adds ``"sent": N``), and ``asgi`` is the scope's
+``asgi`` as the server announced it. The ``on_close`` hook appends
 ``{"id": ..., "source": "on_close", "record": ...}``. Lines go to the file named by the
 ``ASGI_WS_CLOSE_RECORDS`` environment variable.
 
 The handlers never sleep, and each of their waits is bounded: a server that delivers nothing
 yields ``{"timeout": ...}`` after ``?wait=`` seconds (default :data:`FOLLOW_UP_TIMEOUT`), a
-deterministic outcome whatever the server's timing.
+deterministic outcome whatever the server's timing. (The send-only route paces its sends,
+:data:`SEND_INTERVAL` apart, at most :data:`SEND_LIMIT` of them.)
 """
 
 from __future__ import annotations
@@ -35,7 +39,19 @@ from starlette.websockets import WebSocket
 
 from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
 
-__all__ = ["FOLLOW_UP_TIMEOUT", "RECORDS_ENV", "ROUTES", "fastapi_app", "starlette_app"]
+__all__ = [
+    "FOLLOW_UP_TIMEOUT",
+    "RECORDS_ENV",
+    "ROUTES",
+    "SEND_INTERVAL",
+    "SEND_LIMIT",
+    "WRAPPED_SEND_APPS",
+    "fastapi_app",
+    "starlette_app",
+    "starlette_app_wrapped_closure",
+    "starlette_app_wrapped_method",
+    "starlette_app_wrapped_partial",
+]
 
 #: Environment variable naming the JSONL file the records are appended to.
 RECORDS_ENV = "ASGI_WS_CLOSE_RECORDS"
@@ -63,7 +79,9 @@ def _append(line: dict[str, Any]) -> None:
 
 def _write_handler_record(websocket: WebSocket, app: dict[str, Any]) -> None:
     record = get_close_context(websocket).to_dict()
-    _append({"id": connection_id(websocket.scope), "source": "handler", "record": record, "app": app})
+    line = {"id": connection_id(websocket.scope), "source": "handler", "record": record, "app": app}
+    # The scope's "asgi" as the server announced it (the spec 2.5 test checks it took effect).
+    _append({**line, "asgi": websocket.scope.get("asgi")})
 
 
 def on_close(context: CloseContext, scope: Any) -> None:
@@ -185,6 +203,31 @@ async def return_after_accept(websocket: WebSocket) -> dict[str, Any]:
     return {"returned": True}
 
 
+#: The send-only route sends at most this many messages, one every :data:`SEND_INTERVAL`
+#: seconds (about 3 s in all).
+SEND_LIMIT = 60
+SEND_INTERVAL = 0.05
+
+
+@recorded
+async def send_only(websocket: WebSocket) -> dict[str, Any]:
+    """Accept, then only send, never receive(): a text message every :data:`SEND_INTERVAL`
+    seconds until send() raises or :data:`SEND_LIMIT` were sent; then return, saying which
+    (``{"raised": ..., "sent": N}`` or ``{"returned": true, "sent": N}``, N the sends that
+    returned)."""
+    await websocket.accept()
+    sent = 0
+    while sent < SEND_LIMIT:
+        try:
+            await websocket.send_text(f"tick {sent}")
+        except Exception as exc:
+            return {"raised": f"{type(exc).__name__}: {exc}", "sent": sent}
+        sent += 1
+        # The pace of an app that pushes updates; the number of ticks bounds the whole run.
+        await asyncio.sleep(SEND_INTERVAL)
+    return {"returned": True, "sent": sent}
+
+
 @recorded
 async def wait_before_accept(websocket: WebSocket) -> dict[str, Any]:
     """Take websocket.connect, say so in a ``waiting`` line, then wait (bounded) for the end."""
@@ -202,6 +245,7 @@ ROUTES: dict[str, Callable[[WebSocket], Awaitable[None]]] = {
     "/ws/raise-before-accept": raise_before_accept,
     "/ws/return": return_after_accept,
     "/ws/wait-before-accept": wait_before_accept,
+    "/ws/send-only": send_only,
 }
 
 # Counting on: the matrix records messages_received / messages_sent on every server. (The
@@ -213,3 +257,78 @@ fastapi_app = FastAPI()
 for _path, _func in ROUTES.items():
     fastapi_app.add_api_websocket_route(_path, _func)
 fastapi_app.add_middleware(WebSocketCloseMiddleware, on_close=on_close, count_messages=True)
+
+
+# The same Starlette app behind a middleware OUTSIDE WebSocketCloseMiddleware that wraps
+# ``send``, the way tracing and error-reporting middleware do: the middleware then sees the
+# wrapper, not the server's own send (server detection has to do without it). Three shapes.
+
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+class ClosureSendWrapper:
+    """Hands the app a closure around ``send`` (what OpenTelemetry's and Sentry's ASGI
+    middleware do)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def wrapped_send(message: Any) -> None:
+            await send(message)
+
+        await self.app(scope, receive, wrapped_send)
+
+
+async def _forward(send: Any, message: Any) -> None:
+    await send(message)
+
+
+class PartialSendWrapper:
+    """Hands the app ``functools.partial(_forward, send)``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, functools.partial(_forward, send))
+
+
+class _SendForwarder:
+    # Another object whose bound method forwards to the server's send.
+    def __init__(self, send: Any) -> None:
+        self._send = send
+
+    async def send(self, message: Any) -> None:
+        await self._send(message)
+
+
+class MethodSendWrapper:
+    """Hands the app a bound method of another object (``_SendForwarder(send).send``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, _SendForwarder(send).send)
+
+
+def _wrapped_send_app(wrapper: type[ClosureSendWrapper | PartialSendWrapper | MethodSendWrapper]) -> Starlette:
+    app = Starlette(routes=[WebSocketRoute(path, func) for path, func in ROUTES.items()])
+    app.add_middleware(WebSocketCloseMiddleware, on_close=on_close, count_messages=True)
+    # Added last, so outermost: WebSocketCloseMiddleware gets the wrapper's send.
+    app.add_middleware(wrapper)
+    return app
+
+
+starlette_app_wrapped_closure = _wrapped_send_app(ClosureSendWrapper)
+starlette_app_wrapped_partial = _wrapped_send_app(PartialSendWrapper)
+starlette_app_wrapped_method = _wrapped_send_app(MethodSendWrapper)
+
+#: The wrapped-send variants of ``starlette_app`` (``tests/test_wrapped_send.py``), by name:
+#: the app reference each server loads. Not matrix apps.
+WRAPPED_SEND_APPS: dict[str, str] = {
+    "closure": "tests.serverapp:starlette_app_wrapped_closure",
+    "partial": "tests.serverapp:starlette_app_wrapped_partial",
+    "method": "tests.serverapp:starlette_app_wrapped_method",
+}

@@ -21,6 +21,14 @@ Twisted, hence daphne, then never installs its handler: servers.md, "Method note
 stopped by its own PID on exit (SIGTERM, then SIGKILL), and so are the worker processes that
 hypercorn and granian spawn, each by its own PID, should one outlive its parent.
 
+A row that needs a server launched differently names a **profile** (:data:`PROFILES`):
+``keepalive`` (each server's WebSocket keepalive ping, with a short pong timeout where the
+server has one) and ``trace`` (uvicorn at ``--log-level trace``); each :class:`ServerSpec`
+maps a profile to the options it appends, and a server without such an option runs as usual.
+:data:`SPEC25_SERVERS` are uvicorn patched to announce ASGI spec 2.5
+(``tests/uvicorn_spec25.py``): :func:`run_server` runs them, the matrix (:data:`SERVERS`)
+does not list them.
+
 :func:`wait_for_records` polls the JSONL file written by ``tests/serverapp.py``.
 """
 
@@ -35,9 +43,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -45,12 +53,15 @@ from typing import IO, Any
 from tests.serverapp import RECORDS_ENV
 
 __all__ = [
+    "PROFILES",
     "REPO_ROOT",
     "SERVERS",
+    "SPEC25_SERVERS",
     "Server",
     "ServerSpec",
     "read_records",
     "run_server",
+    "server_spec",
     "server_versions",
     "wait_for_records",
 ]
@@ -91,11 +102,22 @@ class ServerSpec:
     port_line: re.Pattern[str] | None
     #: Other distributions that make up this server (shown next to its version).
     parts: tuple[str, ...] = ()
+    #: Named sets of extra command-line options (a :data:`PROFILES` name -> the arguments
+    #: appended to :attr:`command`), for rows that need the server launched differently; a
+    #: profile the server lacks an option for is absent (it runs with no extra arguments).
+    profiles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def argv(self, app_ref: str, port: int, profile: str | None = None) -> list[str]:
+        """The arguments after ``python -m``: :attr:`command`, then the ``profile``'s options."""
+        if profile is not None and profile not in PROFILES:
+            raise ValueError(f"unknown server profile {profile!r}; known: {sorted(PROFILES)}")
+        extra = self.profiles.get(profile, ()) if profile is not None else ()
+        return [*self.command(app_ref, port), *extra]
 
 
-def _uvicorn(ws: str) -> Callable[[str, int], list[str]]:
+def _uvicorn(ws: str, module: str = "uvicorn") -> Callable[[str, int], list[str]]:
     def command(app_ref: str, port: int) -> list[str]:
-        return ["uvicorn", app_ref, "--host", "127.0.0.1", "--port", str(port), "--ws", ws, "--log-level", "info"]
+        return [module, app_ref, "--host", "127.0.0.1", "--port", str(port), "--ws", ws, "--log-level", "info"]
 
     return command
 
@@ -127,21 +149,59 @@ def _granian(app_ref: str, port: int) -> list[str]:
 
 _UVICORN_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
+#: The server profiles (:attr:`ServerSpec.profiles`), and what each is for.
+PROFILES = {
+    "keepalive": "the server's WebSocket keepalive ping on, with a short pong timeout where it has one",
+    "trace": "uvicorn at --log-level trace (its message logger wraps the app's send and receive)",
+}
+
+# Keepalive: a ping every 0.5 s, and the connection failed if no pong comes within 0.5 s.
+_UVICORN_PROFILES = {
+    "keepalive": ("--ws-ping-interval", "0.5", "--ws-ping-timeout", "0.5"),
+    "trace": ("--log-level", "trace"),
+}
+_SERVER_PROFILES: dict[str, dict[str, tuple[str, ...]]] = {
+    # A ping every second (whole seconds only on the command line: argparse type=int); hypercorn
+    # has no ping timeout option (it never fails a connection for a missing pong).
+    "hypercorn": {"keepalive": ("--websocket-ping-interval", "1")},
+    # Whole seconds only (argparse type=int), and daphne checks its connections every 2 s
+    # (Server.timeout_checker): a ping within about 3 s of the last message, then autobahn's
+    # autoPingTimeout of 1 s.
+    "daphne": {"keepalive": ("--ping-interval", "1", "--ping-timeout", "1")},
+    # granian 2.8.9 has no WebSocket ping option (only --http2-keep-alive-*, for HTTP/2).
+    "granian": {},
+}
+
 #: The servers, by the name the middleware's server detection gives them.
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
-        ServerSpec("uvicorn-websockets", "uvicorn", _uvicorn("websockets"), _UVICORN_RUNNING, ("websockets",)),
+        ServerSpec(
+            "uvicorn-websockets",
+            "uvicorn",
+            _uvicorn("websockets"),
+            _UVICORN_RUNNING,
+            ("websockets",),
+            _UVICORN_PROFILES,
+        ),
         ServerSpec(
             "uvicorn-websockets-sansio",
             "uvicorn",
             _uvicorn("websockets-sansio"),
             _UVICORN_RUNNING,
             ("websockets",),
+            _UVICORN_PROFILES,
         ),
-        ServerSpec("uvicorn-wsproto", "uvicorn", _uvicorn("wsproto"), _UVICORN_RUNNING, ("wsproto",)),
         ServerSpec(
-            "hypercorn", "hypercorn", _hypercorn, re.compile(r"Running on http://127\.0\.0\.1:(\d+)"), ("wsproto",)
+            "uvicorn-wsproto", "uvicorn", _uvicorn("wsproto"), _UVICORN_RUNNING, ("wsproto",), _UVICORN_PROFILES
+        ),
+        ServerSpec(
+            "hypercorn",
+            "hypercorn",
+            _hypercorn,
+            re.compile(r"Running on http://127\.0\.0\.1:(\d+)"),
+            ("wsproto",),
+            _SERVER_PROFILES["hypercorn"],
         ),
         ServerSpec(
             "daphne",
@@ -149,18 +209,48 @@ SERVERS: dict[str, ServerSpec] = {
             _daphne,
             re.compile(r"Listening on TCP address 127\.0\.0\.1:(\d+)"),
             ("twisted", "autobahn"),
+            _SERVER_PROFILES["daphne"],
         ),
-        ServerSpec("granian", "granian", _granian, None),
+        ServerSpec("granian", "granian", _granian, None, (), _SERVER_PROFILES["granian"]),
     )
 }
 
 # uvicorn's --ws names, accepted by run_server for the uvicorn-only tests.
-_UVICORN_IMPLS = {"websockets", "websockets-sansio", "wsproto"}
+_UVICORN_IMPLS = ("websockets", "websockets-sansio", "wsproto")
+
+#: uvicorn patched to announce ASGI spec 2.5 (``tests/uvicorn_spec25.py``), one per ``--ws``
+#: implementation, named ``uvicorn-<impl>-spec25``. Not matrix columns: run_server accepts
+#: these names, :data:`SERVERS` (the matrix) does not list them.
+SPEC25_SERVERS: dict[str, ServerSpec] = {
+    spec.name: spec
+    for spec in (
+        ServerSpec(
+            f"uvicorn-{impl}-spec25",
+            "uvicorn",
+            _uvicorn(impl, module="tests.uvicorn_spec25"),
+            _UVICORN_RUNNING,
+            SERVERS[f"uvicorn-{impl}"].parts,
+            _UVICORN_PROFILES,
+        )
+        for impl in _UVICORN_IMPLS
+    )
+}
+
+
+def server_spec(server: str) -> ServerSpec:
+    """The spec of ``server``: a name of :data:`SERVERS` or :data:`SPEC25_SERVERS`, or one of
+    uvicorn's ``--ws`` choices (that implementation's entry of :data:`SERVERS`)."""
+    if server in _UVICORN_IMPLS:
+        return SERVERS[f"uvicorn-{server}"]
+    spec = SERVERS.get(server) or SPEC25_SERVERS.get(server)
+    if spec is None:
+        raise KeyError(f"unknown server {server!r}; known: {[*SERVERS, *SPEC25_SERVERS, *_UVICORN_IMPLS]}")
+    return spec
 
 
 def server_versions(name: str) -> dict[str, str]:
     """The installed versions that make up server ``name``: its package, then its parts."""
-    spec = SERVERS[name]
+    spec = server_spec(name)
     return {package: metadata.version(package) for package in (spec.package, *spec.parts)}
 
 
@@ -270,11 +360,17 @@ def run_server(
     server: str,
     records_path: Path,
     *,
+    profile: str | None = None,
+    extra_args: Sequence[str] = (),
     startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Iterator[Server]:
-    """Run ``server`` (a name of :data:`SERVERS`, or one of uvicorn's ``--ws`` choices) with
-    ``app_ref`` on 127.0.0.1, on an OS-chosen port, with the repository root as its cwd."""
-    spec = SERVERS[f"uvicorn-{server}" if server in _UVICORN_IMPLS else server]
+    """Run ``server`` (see :func:`server_spec`) with ``app_ref`` on 127.0.0.1, on an OS-chosen
+    port, with the repository root as its cwd.
+
+    ``profile`` (a name of :data:`PROFILES`) adds that server's options for it (none, if the
+    server has no such option); ``extra_args`` are appended after them.
+    """
+    spec = server_spec(server)
     env = {**os.environ, RECORDS_ENV: str(records_path), "PYTHONUNBUFFERED": "1"}
     reserved: socket.socket | None = None
     port = 0
@@ -282,8 +378,10 @@ def run_server(
         reserved = _reserve_port()
         port = reserved.getsockname()[1]
     try:
+        argv = [*spec.argv(app_ref, port, profile), *extra_args]
+        options = argv[len(spec.command(app_ref, port)) :]
         proc = subprocess.Popen(
-            [sys.executable, "-c", _RESET_SIGNALS_THEN_EXEC, "-m", *spec.command(app_ref, port)],
+            [sys.executable, "-c", _RESET_SIGNALS_THEN_EXEC, "-m", *argv],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -292,7 +390,7 @@ def run_server(
             # Own session: a Ctrl-C in the terminal reaches pytest, which stops the server itself.
             start_new_session=True,
         )
-        instance = Server(proc, f"{spec.name} {app_ref}", spec.port_line)
+        instance = Server(proc, " ".join([spec.name, app_ref, *options]), spec.port_line)
         instance.port = port
         try:
             instance._wait_ready(startup_timeout)

@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tests.matrix.scenarios import APPS, RECORD_ENV, SCENARIOS, SHUTDOWN_APPS, python_version
+from tests.matrix.scenarios import RECORD_ENV, SCENARIOS, apps_for, python_version
 from tests.matrix.table import (
     MATRIX_JSON,
     MATRIX_MD,
@@ -80,7 +80,7 @@ def merge(record_dir: Path) -> dict[str, dict[str, Any]]:
     for scenario in SCENARIOS:
         for server in SERVERS:
             per_app = by_app.get((scenario.name, server), {})
-            apps = SHUTDOWN_APPS if scenario.signal is not None else tuple(APPS)
+            apps = apps_for(scenario)
             if set(per_app) != set(apps):
                 problems.append(f"{scenario.name} on {server}: cells only for {sorted(per_app)}")
                 continue

@@ -1,10 +1,14 @@
 """The scenarios of the server matrix, and how each is driven: one source for the test and the generator.
 
-A scenario drives one real connection (or, for shutdown, three) against
-``tests/serverapp.py`` under a real server, exactly the same way on every server: the
+A scenario drives one real connection (or, for shutdown, :data:`SHUTDOWN_CONNECTIONS`)
+against ``tests/serverapp.py`` under a real server, exactly the same way on every server: the
 ``websockets`` client where a client library can do it, the raw RFC 6455 client
 (``tests/rawclient.py``) for what a client library will not send (empty or malformed close
-payloads, TCP FIN/RST without a close frame, leaving during the handshake). It then reads the
+payloads, TCP FIN/RST without a close frame, leaving during the handshake, leaving pings
+unanswered). Most run one after the other on one server process; the keepalive row needs the
+server launched with its keepalive ping on (the ``keepalive`` profile of
+``tests/servers.py``), and each shutdown row stops its server: those get a server process of
+their own. It then reads the
 lines that the handler and the ``on_close`` hook wrote, checks the invariants that hold on
 every server, and returns the scenario's **cell**:
 
@@ -27,6 +31,15 @@ depends on timing:
 * a client waiting for the end gives up after :data:`CLIENT_TIMEOUT` (5 s) and says the
   connection was left open (daphne, when the app returns without closing; hypercorn on Python
   3.12+ at shutdown), where the other servers end it within milliseconds;
+* the silent client of the keepalive row watches for :data:`KEEPALIVE_WATCH` (8 s): uvicorn
+  fails the connection about 1 s after the last message (ping after 0.5 s, pong timeout
+  0.5 s) and daphne within about 4 s (ping and timeout 1 s, whole seconds only, and it
+  checks its connections every 2 s), while a server with no pong timeout (hypercorn) or no
+  ping at all (granian) leaves it open; after a close frame, it waits :data:`CLIENT_TIMEOUT`
+  more for the TCP close;
+* the send-only app sends every :data:`~tests.serverapp.SEND_INTERVAL` (50 ms), far above the
+  time a server takes to act on the client's close (well under a millisecond on loopback), so
+  how many sends returned before one raised does not depend on timing;
 * the one race that no bound removes, granian's at shutdown (:data:`SHUTDOWN_RACES`), is
   recorded as a race: its cell holds what every run shares.
 """
@@ -34,13 +47,15 @@ depends on timing:
 from __future__ import annotations
 
 import asyncio
+import difflib
 import itertools
+import json
 import platform
 import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,13 +67,17 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close as WireClose
 
 from tests.rawclient import RawWebSocket, close_payload, send_upgrade_request
+from tests.serverapp import SEND_LIMIT
 from tests.servers import POLL_INTERVAL, Server, read_records, run_server, wait_for_records
 
 __all__ = [
     "APPS",
     "CONNECTION_SCENARIOS",
+    "KEEPALIVE_SCENARIOS",
+    "PROFILE_APPS",
     "RECORD_ENV",
     "SCENARIOS",
+    "SCENARIOS_BY_NAME",
     "SHUTDOWN_APPS",
     "SHUTDOWN_CONNECTIONS",
     "SHUTDOWN_RACES",
@@ -66,9 +85,12 @@ __all__ = [
     "VOLATILE_FIELDS",
     "Scenario",
     "assert_no_duplicates",
+    "cell_diffs",
+    "apps_for",
     "comparable",
     "python_version",
     "run_connection_scenarios",
+    "run_in_own_server",
     "run_shutdown",
 ]
 
@@ -97,6 +119,10 @@ APPS = {
 #: at shutdown is the server's doing, not the framework's.
 SHUTDOWN_APPS = ("starlette",)
 
+#: The apps the rows with a server profile (keepalive) run under: one server process per
+#: run, and what they measure is the server's doing.
+PROFILE_APPS = ("starlette",)
+
 #: What a cell leaves out of ``CloseContext.to_dict()``: timings, and what is derived from the
 #: rest. Everything else is compared, so that a new field shows up in the matrix at once.
 VOLATILE_FIELDS = frozenset({"opened_at", "closed_at", "duration", "code_explanation", "code_name"})
@@ -105,7 +131,9 @@ CLIENT_TIMEOUT = 5.0
 RECORDS_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 20.0
 #: Connections open when the shutdown signal arrives.
-SHUTDOWN_CONNECTIONS = 3
+SHUTDOWN_CONNECTIONS = 5
+#: How long the keepalive row's silent client watches for the server to end the connection.
+KEEPALIVE_WATCH = 8.0
 
 #: Servers whose shutdown is a race between the app's tasks and the worker's exit (measured:
 #: some runs give on_close for every connection, others for none), and why. Their shutdown
@@ -114,6 +142,15 @@ SHUTDOWN_RACES = {
     "granian": "granian's worker stops its event loop as soon as it has dropped the connections; "
     "an app task handles its disconnect (and on_close runs) only if it gets scheduled before that",
 }
+# Not listed, though its cell also rests on timing: daphne 4.2.3. At shutdown,
+# Server.kill_all_applications (daphne/server.py, lines 316-330) cancels the app task of every
+# entry of Server.connections, but an upgraded connection's HTTP protocol stays an entry
+# without "application_instance" until application_checker (every 1 s) reaps it, and the
+# KeyError it raises on that entry ends the loop ("While calling system event trigger
+# handler" in daphne's log): the app of a connection younger than that pass is never
+# cancelled (its handler never finishes, on_close never runs), the app of an older one is (it
+# gets CancelledError). The rows signal within milliseconds of opening, so they measure the
+# first case, unless a checker pass falls inside those milliseconds.
 #: How many times the generator repeats a raced shutdown to see on_close run.
 RACE_ATTEMPTS = 10
 
@@ -175,6 +212,9 @@ class Scenario:
     params: Mapping[str, str] = field(default_factory=dict)
     #: For shutdown rows: the signal the server gets with connections open.
     signal: signal.Signals | None = None
+    #: The server profile (``tests/servers.py``, ``PROFILES``) the row needs; such a row gets
+    #: a server process of its own.
+    profile: str | None = None
 
 
 # Client drivers.
@@ -217,6 +257,22 @@ def ws_client_closes(code: int, reason: str) -> Drive:
             async with _ws_client(conn.url) as ws:
                 await ws.send("hi")
                 assert await _recv(ws) == "hi"
+                await ws.close(code, reason)
+                return _describe_close(ws.protocol.close_rcvd)
+
+        return asyncio.run(run())
+
+    return drive
+
+
+def ws_reads_then_closes(code: int, reason: str) -> Drive:
+    """The websockets client reads one message (of an app that only sends), then closes with
+    ``code`` and ``reason``; the app's further messages are left unread."""
+
+    def drive(conn: Connection) -> str:
+        async def run() -> str:
+            async with _ws_client(conn.url) as ws:
+                await _recv(ws)
                 await ws.close(code, reason)
                 return _describe_close(ws.protocol.close_rcvd)
 
@@ -281,6 +337,15 @@ def raw_drops(how: str) -> Drive:
         return f"client sent TCP {how.upper()}"
 
     return drive
+
+
+def raw_goes_silent(conn: Connection) -> str:
+    """The raw client exchanges one message, then answers nothing, not even pings, for
+    :data:`KEEPALIVE_WATCH` seconds: what the server sent (pings, a close frame, a TCP close)."""
+    with RawWebSocket.connect(conn.port, conn.path, timeout=CLIENT_TIMEOUT) as raw:
+        raw.send_text("hi")
+        assert raw.recv_text(answer_pings=False) == "hi"
+        return raw.watch(KEEPALIVE_WATCH, after_close=CLIENT_TIMEOUT).describe()
 
 
 def raw_never_answers(conn: Connection) -> str:
@@ -358,6 +423,13 @@ CONNECTION_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("app-raises", "app raises after accept", "/ws/raise", ws_waits_for_the_end),
     Scenario("app-returns", "app returns after accept without closing", "/ws/return", ws_waits_for_the_end),
     Scenario(
+        "unread-disconnect",
+        f"app only sends (never receive()), every 50 ms, at most {SEND_LIMIT}; the client reads one, "
+        "then closes 4003 'gone'",
+        "/ws/send-only",
+        ws_reads_then_closes(4003, "gone"),
+    ),
+    Scenario(
         "reject",
         "app receives websocket.connect, then closes (4001) before accept",
         "/ws/reject",
@@ -387,6 +459,18 @@ CONNECTION_SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+KEEPALIVE_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "keepalive-timeout",
+        "server keepalive ping on (uvicorn: ping 0.5 s, pong timeout 0.5 s; daphne: 1 s, 1 s; hypercorn: "
+        "ping 1 s, it has no timeout; granian: no ping option); the client exchanges one message, then "
+        f"answers nothing, not even pings (watches {KEEPALIVE_WATCH:g} s)",
+        "/ws/echo",
+        raw_goes_silent,
+        profile="keepalive",
+    ),
+)
+
 SHUTDOWN_SCENARIOS: tuple[Scenario, ...] = tuple(
     Scenario(
         f"shutdown-{sig.name}",
@@ -399,7 +483,17 @@ SHUTDOWN_SCENARIOS: tuple[Scenario, ...] = tuple(
 )
 
 #: Every row of the matrix, in order.
-SCENARIOS: tuple[Scenario, ...] = CONNECTION_SCENARIOS + SHUTDOWN_SCENARIOS
+SCENARIOS: tuple[Scenario, ...] = CONNECTION_SCENARIOS + KEEPALIVE_SCENARIOS + SHUTDOWN_SCENARIOS
+SCENARIOS_BY_NAME: dict[str, Scenario] = {scenario.name: scenario for scenario in SCENARIOS}
+
+
+def apps_for(scenario: Scenario) -> tuple[str, ...]:
+    """The apps (names of :data:`APPS`) a row runs under."""
+    if scenario.signal is not None:
+        return SHUTDOWN_APPS
+    if scenario.profile is not None:
+        return PROFILE_APPS
+    return tuple(APPS)
 
 
 # Running them.
@@ -468,12 +562,24 @@ def assert_no_duplicates(records: Path) -> None:
     assert not duplicates, f"records written more than once in {records}: {duplicates}"
 
 
-def run_connection_scenarios(server_name: str, app_ref: str, records: Path) -> dict[str, dict[str, Any]]:
-    """Start ``server_name`` with ``app_ref``, run every connection scenario on it, in order."""
-    with run_server(app_ref, server_name, records) as server:
-        cells = {scenario.name: run_connection_scenario(server, records, scenario) for scenario in CONNECTION_SCENARIOS}
+def run_connection_scenarios(
+    server_name: str,
+    app_ref: str,
+    records: Path,
+    scenarios: Sequence[Scenario] = CONNECTION_SCENARIOS,
+    *,
+    profile: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Start ``server_name`` with ``app_ref`` (and ``profile``), run ``scenarios`` on it, in order."""
+    with run_server(app_ref, server_name, records, profile=profile) as server:
+        cells = {scenario.name: run_connection_scenario(server, records, scenario) for scenario in scenarios}
     assert_no_duplicates(records)
     return cells
+
+
+def run_in_own_server(server_name: str, app_ref: str, records: Path, scenario: Scenario) -> dict[str, Any]:
+    """Start ``server_name`` with ``app_ref`` and the row's profile, run the row; its cell."""
+    return run_connection_scenarios(server_name, app_ref, records, (scenario,), profile=scenario.profile)[scenario.name]
 
 
 def _collapse(values: list[Any]) -> Any:
@@ -559,6 +665,23 @@ def _shutdown_once(server_name: str, app_ref: str, records: Path, scenario: Scen
         cell["on_close"] = "race"
         cell["race"] = race
     return cell
+
+
+def _dump(value: Any) -> list[str]:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def cell_diffs(want: Mapping[str, Any], got: Mapping[str, Any], want_label: str, got_label: str) -> list[str]:
+    """Two runs' cells, by scenario: a unified diff per scenario whose cells differ (none: the
+    runs agree), for the tests that compare two servers or two apps with each other."""
+    problems = []
+    for name in sorted(want.keys() | got.keys()):
+        if want.get(name) != got.get(name):
+            diff = difflib.unified_diff(
+                _dump(want.get(name)), _dump(got.get(name)), want_label, got_label, lineterm="", n=2
+            )
+            problems.append(f"--- {name}:\n" + "\n".join(diff))
+    return problems
 
 
 def comparable(cell: dict[str, Any]) -> dict[str, Any]:

@@ -138,7 +138,8 @@ def render_matrix(matrix: Mapping[str, Any]) -> str:
         "",
         f"What `CloseContext` says in `on_close`, measured with real servers on 127.0.0.1 "
         f"({matrix['python']}, {frameworks}; "
-        "the Starlette and the FastAPI app give the same cells; shutdown rows: the Starlette app). Each cell: "
+        "the Starlette and the FastAPI app give the same cells; keepalive and shutdown rows: the Starlette app). "
+        "Each cell: "
         "`state · initiator · code 'reason' · clean`, then the fields the server could not report "
         "(`context.unknown`; `?` marks their value). `nobody`: no initiator (the transport was lost).",
         "",
@@ -162,10 +163,11 @@ def _app(app: Any) -> str:
         return f"nothing: receive() timed out ({app['timeout']:g} s)"
     if app.get("cancelled"):
         return "receive() cancelled"
+    sends = f" after {app['sent']} send(s)" if "sent" in app else ""
     if "raised" in app:
-        return f"app raised {_text(app['raised'].split(':')[0])}"
+        return f"app raised {_text(app['raised'].split(':')[0])}{sends}"
     if app.get("returned"):
-        return "app returned"
+        return f"app returned{sends}"
     return _text(json.dumps(app, sort_keys=True))
 
 

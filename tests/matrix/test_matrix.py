@@ -1,10 +1,11 @@
 """The server matrix: every scenario on six real servers, compared with the committed matrix.
 
 For each (server, app), one server process runs every connection scenario in order
-(``tests/matrix/scenarios.py``); each shutdown scenario gets a server of its own. Every cell
+(``tests/matrix/scenarios.py``); the keepalive scenario (a server launched with its keepalive
+ping on) and each shutdown scenario get a server of their own. Every cell
 (what the context says, what the server handed the app, what the client saw) must equal the
 one in ``tests/matrix/matrix.json``, for the Starlette app and for the FastAPI app alike
-(shutdown: the Starlette app). On a
+(keepalive and shutdown: the Starlette app). On a
 difference the test prints a diff per cell and the command that regenerates the matrix from a
 test run: ``python -m tests.matrix.generate`` (then review ``git diff tests/matrix``).
 
@@ -24,7 +25,8 @@ import pytest
 
 from tests.matrix.scenarios import (
     APPS,
-    CONNECTION_SCENARIOS,
+    KEEPALIVE_SCENARIOS,
+    PROFILE_APPS,
     RECORD_ENV,
     SCENARIOS,
     SHUTDOWN_APPS,
@@ -33,6 +35,7 @@ from tests.matrix.scenarios import (
     comparable,
     python_version,
     run_connection_scenarios,
+    run_in_own_server,
     run_shutdown,
 )
 from tests.matrix.table import (
@@ -52,6 +55,7 @@ from tests.servers import SERVERS, server_versions
 
 PAIRS = [(server, app) for server in SERVERS for app in APPS]
 SHUTDOWN_PAIRS = [(server, app) for server in SERVERS for app in SHUTDOWN_APPS]
+PROFILE_PAIRS = [(server, app) for server in SERVERS for app in PROFILE_APPS]
 
 
 def _dump(value: Any) -> list[str]:
@@ -112,6 +116,15 @@ def test_connection_scenarios(server: str, app: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.server
+@pytest.mark.parametrize("scenario", KEEPALIVE_SCENARIOS, ids=[s.name for s in KEEPALIVE_SCENARIOS])
+@pytest.mark.parametrize(("server", "app"), PROFILE_PAIRS, ids=[f"{server}-{app}" for server, app in PROFILE_PAIRS])
+def test_keepalive(server: str, app: str, scenario: Scenario, tmp_path: Path) -> None:
+    check_environment(server)
+    cell = run_in_own_server(server, APPS[app], tmp_path / "records.jsonl", scenario)
+    check_cells(server, app, {scenario.name: cell}, scenario.name)
+
+
+@pytest.mark.server
 @pytest.mark.parametrize("scenario", SHUTDOWN_SCENARIOS, ids=[s.name for s in SHUTDOWN_SCENARIOS])
 @pytest.mark.parametrize(("server", "app"), SHUTDOWN_PAIRS, ids=[f"{server}-{app}" for server, app in SHUTDOWN_PAIRS])
 def test_shutdown(server: str, app: str, scenario: Scenario, tmp_path: Path) -> None:
@@ -130,7 +143,8 @@ def test_matrix_has_every_cell() -> None:
     assert [s["title"] for s in matrix["scenarios"]] == [s.title for s in SCENARIOS], REGENERATE
     for scenario in SCENARIOS:
         assert set(matrix["cells"][scenario.name]) == set(SERVERS), scenario.name
-    assert {s.name for s in CONNECTION_SCENARIOS} | {s.name for s in SHUTDOWN_SCENARIOS} == set(matrix["cells"])
+    assert {s.name for s in SCENARIOS} == set(matrix["cells"])
+    assert len({s.name for s in SCENARIOS}) == len(SCENARIOS), "two rows share a name"
 
 
 def test_markdown_is_generated_from_the_matrix() -> None:
