@@ -107,7 +107,9 @@ class ServerQuirks:
         drop: How it reports a lost transport; see :data:`DropReport`.
         client_reason: Whether the client's close reason reaches the app.
         error_close: The close code it sends when the app raises after accept, or ``None``
-            when it drops the connection without a close frame (the client sees 1006).
+            when it drops the connection without a close frame (the client sees 1006), or
+            ``"unknown"`` when that depends on what the app did not read (a client's close
+            the server never shows the app).
         return_close: The same, when the app returns after accept without closing.
         return_leaves_open: The server leaves the connection open when the app returns after
             accept without closing, until the client goes: how it ends is never reported.
@@ -128,8 +130,8 @@ class ServerQuirks:
     name: str
     drop: DropReport = "1006"
     client_reason: bool = True
-    error_close: int | None = None
-    return_close: int | None = None
+    error_close: int | Literal["unknown"] | None = None
+    return_close: int | Literal["unknown"] | None = None
     return_leaves_open: bool = False
     rejection_status: int = 500
     cancel_close: int | Literal["unknown"] | None = None
@@ -223,6 +225,9 @@ def _probe_uvicorn_wsproto(protocol: Any, message: Mapping[str, Any] | None) -> 
     state = protocol.conn.state.name  # wsproto.connection.ConnectionState
     if message is None:
         message = _queued_disconnect(protocol.queue)
+    if message is not None and message.get("code") == CloseCode.SERVICE_RESTART and not message.get("reason"):
+        # uvicorn's shutdown: it queues 1012 (no reason) and sends it, without close_sent.
+        return Wire(UNKNOWN_CLOSE if state == "CLOSED" else None, Close(CloseCode.SERVICE_RESTART), False, "shutdown")
     if not protocol.close_sent and state in ("REMOTE_CLOSING", "CLOSED"):
         # The peer's close frame (uvicorn answers it at once: CLOSED).
         received = _reported(message) or UNKNOWN_CLOSE
@@ -419,8 +424,11 @@ SERVERS: dict[str, ServerQuirks] = {
             name="granian",
             drop="1005 without reason, ambiguous",
             client_reason=False,
-            error_close=1005,
-            return_close=1005,
+            # An empty close frame (1005) when the client is still there; nothing at all when
+            # the client closed while the app was not reading (granian reads frames only for
+            # receive(): tests/matrix, unread-disconnect), and nothing tells the two apart.
+            error_close="unknown",
+            return_close="unknown",
             rejection_status=403,
             # Bad close codes from the client: granian fails the connection with 1002
             # 'Protocol violation' and reports 1002 (with no reason, as always).
@@ -428,7 +436,8 @@ SERVERS: dict[str, ServerQuirks] = {
             facts="C1: the client's code without its reason; C2/C4/C5/C7: an empty close, a drop, "
             "an invalid UTF-8 reason and a 1-byte payload are all 1005 with no reason; C6: bad "
             "codes are failed with 1002; S-e: the app raising, or returning, sends an empty close "
-            "frame (the client sees 1005); raising before accept gives HTTP 403; shutdown: 1005",
+            "frame (the client sees 1005), or none when the client had closed unread (tests/matrix); "
+            "raising before accept gives HTTP 403; shutdown: 1005",
         ),
     )
 }

@@ -374,7 +374,7 @@ class CloseTracker:
             return
         self.finished = True
         state = self.state
-        if state is OPEN and self._ended_unread(wire):
+        if state is OPEN and self._ended_unread(wire, lost_is_the_servers=True):
             return
         if self._transition(_Event.CANCEL) and state is not CLOSING:
             self._server_ended(None if state is CONNECTING else self.quirks.cancel_close)
@@ -389,7 +389,7 @@ class CloseTracker:
             return
         self.finished = True
         state = self.state
-        if state is OPEN and self._ended_unread(wire):
+        if state is OPEN and self._ended_unread(wire, lost_is_the_servers=True):
             return
         self._transition(_Event.CANCEL)
         if state is CLOSING:
@@ -469,11 +469,13 @@ class CloseTracker:
             return self.sent or self._server_close
         return self.received or self._server_close
 
-    def _end_by_server(self, code: int | None) -> None:
+    def _end_by_server(self, code: int | Literal["unknown"] | None) -> None:
         # The connection ends without the app's close: the server sends ``code`` on its own,
-        # or (None) drops the transport without a close frame.
+        # or (None) drops the transport without a close frame, or ("unknown") either.
         self._clean = False
-        if code is None:
+        if code == "unknown":
+            self._unknown = _END_UNKNOWN
+        elif code is None:
             self.abnormal = True
         else:
             self._server_close = Close(as_close_code(code), "")
@@ -483,16 +485,16 @@ class CloseTracker:
         # one (None), or in a way the tracker cannot tell ("unknown").
         self.initiator = "server"
         self._outcome = "server_shutdown"
-        if close == "unknown":
-            self._clean = False
-            self._unknown = _END_UNKNOWN
-        else:
-            self._end_by_server(close)
+        self._end_by_server(close)
 
-    def _ended_unread(self, wire: Wire | None) -> bool:
+    def _ended_unread(self, wire: Wire | None, *, lost_is_the_servers: bool = False) -> bool:
         # The app ended while the connection looked open: if the server says it had ended
-        # already (a disconnect the app never read), record that end, not the app's.
+        # already (a disconnect the app never read), record that end, not the app's. When the
+        # server itself is ending the app (a cancellation, the process exiting), a transport
+        # lost without a close frame is the server's doing: that is left to the caller.
         if wire is None or not wire.ended or wire is UNREADABLE:
+            return False
+        if lost_is_the_servers and wire.received is None and wire.sent is None and wire.cause is None:
             return False
         self._transition(_Event.DISCONNECT)
         self._end_from_wire(wire)

@@ -344,16 +344,22 @@ def scrape(port: int) -> str:
         connection.close()
 
 
-def closes_by_labels(exposition: str, name: str = "websocket_server_closes_total") -> Counter[tuple[str, str, str]]:
-    """The close counter's samples, as {(initiator, code, clean): value} (zeros left out)."""
+def closes_by_labels(
+    exposition: str, name: str = "websocket_server_closes_total"
+) -> Counter[tuple[str, str, str, str]]:
+    """The close counter's samples, as {(initiator, code, clean, outcome): value} (zeros left out).
+
+    A sample with any other label set fails: the tuple is the counter's whole label set.
+    """
     from prometheus_client.parser import text_string_to_metric_families
 
-    counts: Counter[tuple[str, str, str]] = Counter()
+    counts: Counter[tuple[str, str, str, str]] = Counter()
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
             if sample.name == name and sample.value:
                 labels = sample.labels
-                counts[(labels["initiator"], labels["code"], labels["clean"])] += int(sample.value)
+                assert set(labels) == {"initiator", "code", "clean", "outcome"}, labels
+                counts[(labels["initiator"], labels["code"], labels["clean"], labels["outcome"])] += int(sample.value)
     return counts
 
 

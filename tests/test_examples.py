@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from asgi_ws_close.integrations.logging import EXTRA_KEY
 from examples.fastapi_app import app
 
 
@@ -31,6 +32,12 @@ def test_every_close_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     )
     assert re.fullmatch(r"WebSocket /ws closed by app after [\d.]+ s, clean: 4003 \(private use\) nope", lines[1])
     assert all(r.levelno == logging.INFO for r in caplog.records if r.name == "asgi_ws_close")
+    # The structured fields say how each ended (the test client gives no http_version).
+    fields = [getattr(r, EXTRA_KEY) for r in caplog.records if r.name == "asgi_ws_close"]
+    assert [(f["outcome"], f["initiator"], f["code"], f["http_version"]) for f in fields] == [
+        ("client_closed", "client", 4001, None),
+        ("app_closed", "app", 4003, None),
+    ]
 
 
 def test_the_page_is_served() -> None:

@@ -23,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asgi_ws_close import CloseContext, CloseTracker, WebSocketCloseMiddleware
+from asgi_ws_close._servers import SERVERS
 from asgi_ws_close._types import Message, Receive, Scope, Send
 from asgi_ws_close.integrations import ELLIPSIS, MAX_REASON_LENGTH, sanitize_reason
 from asgi_ws_close.integrations.logging import EXTRA_KEY, LogCloseHook, close_log_fields, log_close
@@ -283,7 +284,46 @@ def test_extra_has_every_field_of_to_dict_plus_path_and_client() -> None:
     fields = close_log_fields(context, _scope())
     assert fields == {**context.to_dict(), "path": "/ws", "client": "127.0.0.1:50123"}
     assert fields["duration"] == 1.5
+    assert fields["outcome"] == "client_closed"
+    assert fields["http_version"] is None  # a tracker made by hand, from no scope
     assert fields["messages_received"] == fields["messages_sent"] == 1
+
+
+@pytest.mark.parametrize(
+    ("context", "outcome"),
+    [
+        (client_closes(4001, "bye"), "client_closed"),
+        (client_closes(1005, ""), "client_closed"),
+        (app_closes(4003, "nope"), "app_closed"),
+        (client_closes(1012, None), "server_shutdown"),
+        (client_closes(1002, "invalid status code"), "server_error"),
+        (transport_lost(), "dropped"),
+        (app_raises(RuntimeError("boom")), "app_error"),
+        (rejected(), "rejected"),
+    ],
+    ids=["client", "client-empty", "app", "server-restart", "server-protocol-error", "lost", "app-raised", "rejected"],
+)
+def test_extra_has_the_outcome(log: pytest.LogCaptureFixture, context: CloseContext, outcome: str) -> None:
+    log_close(context, _scope())
+    [record] = log.records
+    fields = getattr(record, EXTRA_KEY)
+    assert (fields["outcome"], fields["http_version"]) == (outcome, None)
+    assert "outcome" not in fields["unknown"]
+
+
+def test_extra_has_an_unknown_outcome_as_none(log: pytest.LogCaptureFixture) -> None:
+    # granian reads an empty close frame and a drop alike (1005, no reason key): no guess.
+    tracker = CloseTracker(clock=_Clock(), quirks=SERVERS["granian"], http_version="1.1")
+    tracker.receive({"type": "websocket.connect"})
+    tracker.send({"type": "websocket.accept"})
+    tracker.receive({"type": "websocket.disconnect", "code": 1005})
+    tracker.app_exited()
+    log_close(CloseContext(tracker), _scope())
+    [record] = log.records
+    fields = getattr(record, EXTRA_KEY)
+    assert (fields["outcome"], fields["http_version"], fields["server"]) == (None, "1.1", "granian")
+    assert "outcome" in fields["unknown"]
+    json.dumps(fields)
 
 
 def test_close_log_fields_without_a_scope_or_from_a_snapshot() -> None:
@@ -465,6 +505,43 @@ def test_log_close_as_one_of_several_hooks(log: pytest.LogCaptureFixture) -> Non
     assert lines[1][1].startswith("WebSocket /ws closed by client after ")
     assert lines[1][1].endswith(", clean: 4001 (private use) bye\\n")
     assert getattr(log.records[1], EXTRA_KEY)["messages_received"] == 1
+    assert getattr(log.records[1], EXTRA_KEY)["outcome"] == "client_closed"
+
+
+async def _close_4003(scope: Scope, receive: Receive, send: Send) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 4003, "reason": "nope"})
+    await receive()
+
+
+@pytest.mark.parametrize("http_version", ["1.1", "2"])
+@pytest.mark.parametrize(
+    ("app", "inbound", "outcome"),
+    [
+        (_echo_until_disconnect, [{"type": "websocket.disconnect", "code": 1000, "reason": ""}], "client_closed"),
+        (_close_4003, [{"type": "websocket.disconnect", "code": 4003, "reason": "nope"}], "app_closed"),
+        (_echo_until_disconnect, [{"type": "websocket.disconnect", "code": 1006}], "dropped"),
+    ],
+    ids=["client_closed", "app_closed", "dropped"],
+)
+def test_the_middleware_puts_outcome_and_http_version_in_extra(
+    log: pytest.LogCaptureFixture, app: Any, inbound: list[Message], outcome: str, http_version: str
+) -> None:
+    pending: list[Message] = [{"type": "websocket.connect"}, *inbound]
+
+    async def receive() -> Message:
+        return pending.pop(0)
+
+    async def send(message: Message) -> None:
+        pass
+
+    scope = {**_scope(), "http_version": http_version}
+    asyncio.run(WebSocketCloseMiddleware(app, on_close=log_close)(scope, receive, send))
+    [record] = log.records
+    fields = getattr(record, EXTRA_KEY)
+    assert (fields["outcome"], fields["http_version"]) == (outcome, http_version)
+    json.dumps(fields)
 
 
 # A real server: hostile reasons from a raw client.
@@ -512,6 +589,8 @@ def test_hostile_reasons_from_real_clients_never_reach_the_logs_raw(tmp_path: Pa
         expected = sanitize_reason(reason.decode("utf-8"))
         assert line["level"] == "INFO"
         assert line["ws_close"]["initiator"] == "client"
+        assert line["ws_close"]["outcome"] == "client_closed"
+        assert line["ws_close"]["http_version"] == "1.1"
         assert line["ws_close"]["code"] == 4000 + i
         assert line["ws_close"]["reason"] == expected
         assert line["message"].endswith(f": {4000 + i} (private use) {expected}")
@@ -519,6 +598,7 @@ def test_hostile_reasons_from_real_clients_never_reach_the_logs_raw(tmp_path: Pa
     invalid = structured[f"/c/{len(HOSTILE_REASONS)}"]
     assert invalid["level"] == "WARNING"
     assert (invalid["ws_close"]["initiator"], invalid["ws_close"]["code"]) == ("server", 1007)
+    assert (invalid["ws_close"]["outcome"], invalid["ws_close"]["http_version"]) == ("server_error", "1.1")
     for fields in structured.values():
         for value in _strings(fields):
             assert value.isprintable(), value

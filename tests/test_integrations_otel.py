@@ -35,6 +35,7 @@ from asgi_ws_close.integrations.otel import (
     ATTR_CLEAN,
     ATTR_CODE,
     ATTR_INITIATOR,
+    ATTR_OUTCOME,
     ATTR_REASON,
     ATTR_RECEIVED_MESSAGES,
     ATTR_SENT_MESSAGES,
@@ -46,6 +47,9 @@ from asgi_ws_close.integrations.otel import (
     METRIC_DURATION,
     OpenTelemetryCloseInstrumentation,
 )
+
+# The general semantic conventions' name, which the module keeps private.
+ATTR_PROTOCOL_VERSION = "network.protocol.version"
 
 
 @dataclass
@@ -95,7 +99,7 @@ def _with_span(app: ASGIApp, provider: TracerProvider) -> ASGIApp:
     return traced
 
 
-async def _drive(app: ASGIApp, inbound: list[Message]) -> list[Message]:
+async def _drive(app: ASGIApp, inbound: list[Message], *, http_version: str | None = None) -> list[Message]:
     pending = list(inbound)
     outbound: list[Message] = []
 
@@ -106,6 +110,8 @@ async def _drive(app: ASGIApp, inbound: list[Message]) -> list[Message]:
         outbound.append(message)
 
     scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"", "headers": []}
+    if http_version is not None:  # none by default: the scope key is optional in ASGI
+        scope["http_version"] = http_version
     await app(scope, receive, send)
     return outbound
 
@@ -131,9 +137,12 @@ def _instrumented(
     telemetry: Telemetry, action: str, **options: Any
 ) -> tuple[ASGIApp, OpenTelemetryCloseInstrumentation]:
     count_messages = options.pop("count_messages", False)
+    server = options.pop("server", None)
     otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider, **options)
     app = otel.middleware(
-        WebSocketCloseMiddleware(_endpoint(action), on_close=otel.on_close, count_messages=count_messages)
+        WebSocketCloseMiddleware(
+            _endpoint(action), on_close=otel.on_close, count_messages=count_messages, server=server
+        )
     )
     return _with_span(app, telemetry.tracer_provider), otel
 
@@ -161,18 +170,28 @@ def test_client_close_sets_span_attributes_and_metrics(telemetry: Telemetry, cou
         ATTR_REASON: "bye\\x1b[31m",
         ATTR_INITIATOR: "client",
         ATTR_CLEAN: True,
+        ATTR_OUTCOME: "client_closed",
         ATTR_STATE: "closed",
         **counts,
     }
     [closes] = telemetry.points(METRIC_CLOSES)
     assert isinstance(closes, NumberDataPoint)
     assert closes.value == 1
-    assert dict(closes.attributes or {}) == {ATTR_CODE: "4001", ATTR_INITIATOR: "client", ATTR_CLEAN: True}
+    assert dict(closes.attributes or {}) == {
+        ATTR_CODE: "4001",
+        ATTR_INITIATOR: "client",
+        ATTR_CLEAN: True,
+        ATTR_OUTCOME: "client_closed",
+    }
     [duration] = telemetry.points(METRIC_DURATION)
     assert isinstance(duration, HistogramDataPoint)
     assert duration.count == 1
     assert tuple(duration.explicit_bounds) == DEFAULT_DURATION_BUCKETS
-    assert dict(duration.attributes or {}) == {ATTR_INITIATOR: "client", ATTR_CLEAN: True}
+    assert dict(duration.attributes or {}) == {
+        ATTR_INITIATOR: "client",
+        ATTR_CLEAN: True,
+        ATTR_OUTCOME: "client_closed",
+    }
     [active] = telemetry.points(METRIC_ACTIVE_CONNECTIONS)
     assert active.value == 0
 
@@ -183,20 +202,34 @@ def test_client_close_sets_span_attributes_and_metrics(telemetry: Telemetry, cou
         (
             "close",
             [CONNECT, _disconnect(4003, "nope\n")],
-            {ATTR_CODE: 4003, ATTR_REASON: "nope\\n", ATTR_INITIATOR: "app", ATTR_CLEAN: True, ATTR_STATE: "closed"},
-            {ATTR_CODE: "4xxx", ATTR_INITIATOR: "app", ATTR_CLEAN: True},
+            {
+                ATTR_CODE: 4003,
+                ATTR_REASON: "nope\\n",
+                ATTR_INITIATOR: "app",
+                ATTR_CLEAN: True,
+                ATTR_OUTCOME: "app_closed",
+                ATTR_STATE: "closed",
+            },
+            {ATTR_CODE: "4xxx", ATTR_INITIATOR: "app", ATTR_CLEAN: True, ATTR_OUTCOME: "app_closed"},
         ),
         (
             "echo",
             [CONNECT, _disconnect(1006)],
-            {ATTR_CODE: 1006, ATTR_REASON: "", ATTR_CLEAN: False, ATTR_STATE: "closed"},
-            {ATTR_CODE: "1006", ATTR_CLEAN: False},
+            {ATTR_CODE: 1006, ATTR_REASON: "", ATTR_CLEAN: False, ATTR_OUTCOME: "dropped", ATTR_STATE: "closed"},
+            {ATTR_CODE: "1006", ATTR_CLEAN: False, ATTR_OUTCOME: "dropped"},
         ),
         (
             "echo",
             [CONNECT, _disconnect(1012, None)],
-            {ATTR_CODE: 1012, ATTR_REASON: "", ATTR_INITIATOR: "server", ATTR_CLEAN: True, ATTR_STATE: "closed"},
-            {ATTR_CODE: "1012", ATTR_INITIATOR: "server", ATTR_CLEAN: True},
+            {
+                ATTR_CODE: 1012,
+                ATTR_REASON: "",
+                ATTR_INITIATOR: "server",
+                ATTR_CLEAN: True,
+                ATTR_OUTCOME: "server_shutdown",
+                ATTR_STATE: "closed",
+            },
+            {ATTR_CODE: "1012", ATTR_INITIATOR: "server", ATTR_CLEAN: True, ATTR_OUTCOME: "server_shutdown"},
         ),
         (
             "reject",
@@ -206,10 +239,11 @@ def test_client_close_sets_span_attributes_and_metrics(telemetry: Telemetry, cou
                 ATTR_REASON: "",
                 ATTR_INITIATOR: "app",
                 ATTR_CLEAN: False,
+                ATTR_OUTCOME: "rejected",
                 ATTR_STATE: "rejected",
                 "http.response.status_code": 403,
             },
-            {ATTR_CODE: "1006", ATTR_INITIATOR: "app", ATTR_CLEAN: False},
+            {ATTR_CODE: "1006", ATTR_INITIATOR: "app", ATTR_CLEAN: False, ATTR_OUTCOME: "rejected"},
         ),
     ],
     ids=["app-close", "transport-lost", "server-restart", "rejected"],
@@ -227,6 +261,138 @@ def test_scenarios(
     assert dict(span.attributes or {}) == span_attributes  # no message counts: not counted by default
     [closes] = telemetry.points(METRIC_CLOSES)
     assert dict(closes.attributes or {}) == metric_attributes
+
+
+@pytest.mark.parametrize(
+    ("action", "inbound", "outcome"),
+    [
+        ("echo", [CONNECT, _disconnect(1000)], "client_closed"),
+        ("close", [CONNECT, _disconnect(4003, "nope\n")], "app_closed"),
+        ("reject", [CONNECT], "rejected"),
+        ("raise", [CONNECT], "app_error"),
+        ("echo", [CONNECT, _disconnect(1006)], "dropped"),
+        ("echo", [CONNECT, _disconnect(1012, None)], "server_shutdown"),
+        ("echo", [CONNECT, _disconnect(1002, "invalid status code")], "server_error"),
+    ],
+    ids=["client_closed", "app_closed", "rejected", "app_error", "dropped", "server_shutdown", "server_error"],
+)
+def test_the_outcome_is_on_the_span_and_on_both_metrics(
+    telemetry: Telemetry, action: str, inbound: list[Message], outcome: str
+) -> None:
+    app, _ = _instrumented(telemetry, action)
+    if action == "raise":
+        with pytest.raises(KeyError, match="boom"):
+            asyncio.run(_drive(app, inbound))
+    else:
+        asyncio.run(_drive(app, inbound))
+    [span] = telemetry.finished()
+    assert (span.attributes or {})[ATTR_OUTCOME] == outcome
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert closes.value == 1
+    assert (closes.attributes or {})[ATTR_OUTCOME] == outcome
+    [duration] = telemetry.points(METRIC_DURATION)
+    assert duration.count == 1
+    assert (duration.attributes or {})[ATTR_OUTCOME] == outcome
+    # The duration's attributes are the counter's, less the code.
+    assert {**(duration.attributes or {}), ATTR_CODE: (closes.attributes or {})[ATTR_CODE]} == dict(
+        closes.attributes or {}
+    )
+
+
+def test_app_errors_have_the_app_error_outcome_everywhere(telemetry: Telemetry) -> None:
+    app, _ = _instrumented(telemetry, "raise")
+    with pytest.raises(KeyError, match="boom"):
+        asyncio.run(_drive(app, [CONNECT], http_version="1.1"))
+    [span] = telemetry.finished()
+    assert dict(span.attributes or {}) == {
+        ATTR_CODE: 1006,
+        ATTR_REASON: "",
+        ATTR_INITIATOR: "app",
+        ATTR_CLEAN: False,
+        ATTR_OUTCOME: "app_error",
+        ATTR_STATE: "closed",
+        ATTR_PROTOCOL_VERSION: "1.1",
+        "error.type": "KeyError",
+    }
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert dict(closes.attributes or {}) == {
+        ATTR_CODE: "1006",
+        ATTR_INITIATOR: "app",
+        ATTR_CLEAN: False,
+        ATTR_OUTCOME: "app_error",
+    }
+    [duration] = telemetry.points(METRIC_DURATION)
+    assert dict(duration.attributes or {}) == {ATTR_INITIATOR: "app", ATTR_CLEAN: False, ATTR_OUTCOME: "app_error"}
+
+
+@pytest.mark.parametrize("http_version", ["1.1", "2", None])
+def test_the_http_version_is_on_the_span_only(telemetry: Telemetry, http_version: str | None) -> None:
+    app, _ = _instrumented(telemetry, "echo")
+    asyncio.run(_drive(app, [CONNECT, _disconnect(1000)], http_version=http_version))
+    [span] = telemetry.finished()
+    version = {} if http_version is None else {ATTR_PROTOCOL_VERSION: http_version}
+    assert dict(span.attributes or {}) == {
+        ATTR_CODE: 1000,
+        ATTR_REASON: "",
+        ATTR_INITIATOR: "client",
+        ATTR_CLEAN: True,
+        ATTR_OUTCOME: "client_closed",
+        ATTR_STATE: "closed",
+        **version,
+    }
+    # Not a metric attribute: the version adds nothing to count closes by.
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert ATTR_PROTOCOL_VERSION not in (closes.attributes or {})
+    [duration] = telemetry.points(METRIC_DURATION)
+    assert ATTR_PROTOCOL_VERSION not in (duration.attributes or {})
+
+
+def test_a_rejected_http2_handshake_has_the_version_too(telemetry: Telemetry) -> None:
+    app, _ = _instrumented(telemetry, "reject")
+    asyncio.run(_drive(app, [CONNECT], http_version="2"))
+    [span] = telemetry.finished()
+    attributes = dict(span.attributes or {})
+    assert (attributes[ATTR_OUTCOME], attributes[ATTR_PROTOCOL_VERSION], attributes[ATTR_STATE]) == (
+        "rejected",
+        "2",
+        "rejected",
+    )
+
+
+# granian reads an empty close frame and a drop alike: 1005 without a reason key.
+_AMBIGUOUS = [CONNECT, {"type": "websocket.disconnect", "code": 1005}]
+
+
+def test_an_outcome_the_server_cannot_tell_is_left_out_of_the_metrics(telemetry: Telemetry) -> None:
+    # No span: only the metrics, whose attributes leave out what is unknown.
+    otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider)
+    seen: list[Any] = []
+    app = WebSocketCloseMiddleware(
+        _endpoint("echo"), on_close=[otel.on_close, lambda context, scope: seen.append(context)], server="granian"
+    )
+    asyncio.run(_drive(app, _AMBIGUOUS))
+    [context] = seen
+    assert context.outcome is None and "outcome" in context.unknown
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert dict(closes.attributes or {}) == {ATTR_CODE: "none", ATTR_CLEAN: False}
+    [duration] = telemetry.points(METRIC_DURATION)
+    assert dict(duration.attributes or {}) == {ATTR_CLEAN: False}
+
+
+def test_an_outcome_the_server_cannot_tell_is_left_out_of_the_span(
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, _ = _instrumented(telemetry, "echo", server="granian")
+    with caplog.at_level("ERROR", logger="asgi_ws_close"):
+        asyncio.run(_drive(app, _AMBIGUOUS, http_version="1.1"))
+    assert caplog.records == []  # the hook did not raise
+    [span] = telemetry.finished()
+    attributes = dict(span.attributes or {})
+    assert ATTR_OUTCOME not in attributes and ATTR_INITIATOR not in attributes
+    assert ATTR_CODE not in attributes  # unknown: not guessed
+    assert attributes[ATTR_PROTOCOL_VERSION] == "1.1"
+    [closes] = telemetry.points(METRIC_CLOSES)
+    assert dict(closes.attributes or {}) == {ATTR_CODE: "none", ATTR_CLEAN: False}
 
 
 def test_app_errors_set_error_type_and_still_propagate(telemetry: Telemetry) -> None:
@@ -261,7 +427,12 @@ def test_private_codes_collapse_in_metrics_but_not_on_spans(telemetry: Telemetry
     assert codes == set(range(3000, 3100))
     [closes] = telemetry.points(METRIC_CLOSES)
     assert closes.value == 100
-    assert dict(closes.attributes or {}) == {ATTR_CODE: "3xxx", ATTR_INITIATOR: "client", ATTR_CLEAN: True}
+    assert dict(closes.attributes or {}) == {
+        ATTR_CODE: "3xxx",
+        ATTR_INITIATOR: "client",
+        ATTR_CLEAN: True,
+        ATTR_OUTCOME: "client_closed",
+    }
 
 
 def test_without_an_active_span_only_metrics_are_recorded(telemetry: Telemetry) -> None:

@@ -4,6 +4,8 @@
 * ``PrometheusCloseMetrics`` on a private registry: one sample per scenario, names, options.
 * The active-connections middleware, in process: up while a WebSocket is served, down after
   a return, a raise or a cancellation; nothing for other scopes.
+* The ``outcome`` label, through the middleware in process: one value per way a connection
+  ends, ``unknown`` where the server cannot tell, and never a value outside those nine.
 * Real uvicorn (``server`` marker): ``--workers 2`` in multiprocess mode scraped over HTTP
   with exact counts, and 10,000 connections with distinct codes and hostile reasons whose
   labels stay bounded and whose log lines stay clean.
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import random
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlencode
 
 import pytest
@@ -32,13 +35,30 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_ws_close import CloseContext, CloseTracker, WebSocketCloseMiddleware
-from asgi_ws_close._types import Message, Receive, Scope, Send
+from asgi_ws_close._codes import Close
+from asgi_ws_close._servers import SERVERS, Wire
+from asgi_ws_close._types import Message, Outcome, Receive, Scope, Send
 from asgi_ws_close.integrations import CODE_LABELS, code_label, sanitize_reason
 from asgi_ws_close.integrations.prometheus import DEFAULT_DURATION_BUCKETS, PrometheusCloseMetrics
 
 CLOSES = "websocket_server_closes_total"
 DURATION = "websocket_server_connection_duration_seconds"
 ACTIVE = "websocket_server_active_connections"
+
+#: Every value the ``outcome`` label may take: the eight outcomes, and "unknown".
+OUTCOMES = frozenset(
+    {
+        "client_closed",
+        "app_closed",
+        "rejected",
+        "app_error",
+        "dropped",
+        "server_timeout",
+        "server_shutdown",
+        "server_error",
+    }
+)
+OUTCOME_LABELS = OUTCOMES | {"unknown"}
 
 
 # code_label.
@@ -122,32 +142,57 @@ def _disconnect(code: int, reason: str | None = "") -> tuple[str, Message]:
     return ("receive", {"type": "websocket.disconnect", "code": code, "reason": reason})
 
 
-SCENARIOS: list[tuple[str, CloseContext, tuple[str, str, str]]] = [
-    ("client", _context(CONNECT, ACCEPT, _disconnect(4001, "bye")), ("client", "4001", "true")),
-    ("client-private", _context(CONNECT, ACCEPT, _disconnect(4321, "x")), ("client", "4xxx", "true")),
-    ("client-library", _context(CONNECT, ACCEPT, _disconnect(3008, "x")), ("client", "3xxx", "true")),
-    ("client-1000", _context(CONNECT, ACCEPT, _disconnect(1000)), ("client", "1000", "true")),
+SCENARIOS: list[tuple[str, CloseContext, tuple[str, str, str, str]]] = [
+    ("client", _context(CONNECT, ACCEPT, _disconnect(4001, "bye")), ("client", "4001", "true", "client_closed")),
+    (
+        "client-private",
+        _context(CONNECT, ACCEPT, _disconnect(4321, "x")),
+        ("client", "4xxx", "true", "client_closed"),
+    ),
+    (
+        "client-library",
+        _context(CONNECT, ACCEPT, _disconnect(3008, "x")),
+        ("client", "3xxx", "true", "client_closed"),
+    ),
+    ("client-1000", _context(CONNECT, ACCEPT, _disconnect(1000)), ("client", "1000", "true", "client_closed")),
     (
         "app",
         _context(CONNECT, ACCEPT, ("send", {"type": "websocket.close", "code": 4003}), _disconnect(4003)),
-        ("app", "4xxx", "true"),
+        ("app", "4xxx", "true", "app_closed"),
     ),
-    ("lost", _context(CONNECT, ACCEPT, _disconnect(1006)), ("none", "1006", "false")),
-    ("server-restart", _context(CONNECT, ACCEPT, _disconnect(1012, None)), ("server", "1012", "true")),
-    ("app-raised", _context(CONNECT, ACCEPT, error=RuntimeError("boom")), ("app", "1006", "false")),
-    ("rejected", _context(CONNECT, ("send", {"type": "websocket.close", "code": 4001})), ("app", "1006", "false")),
+    ("lost", _context(CONNECT, ACCEPT, _disconnect(1006)), ("none", "1006", "false", "dropped")),
+    (
+        "server-restart",
+        _context(CONNECT, ACCEPT, _disconnect(1012, None)),
+        ("server", "1012", "true", "server_shutdown"),
+    ),
+    (
+        "app-raised",
+        _context(CONNECT, ACCEPT, error=RuntimeError("boom")),
+        ("app", "1006", "false", "app_error"),
+    ),
+    (
+        "rejected",
+        _context(CONNECT, ("send", {"type": "websocket.close", "code": 4001})),
+        ("app", "1006", "false", "rejected"),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("context", "labels"), [s[1:] for s in SCENARIOS], ids=[s[0] for s in SCENARIOS])
-def test_each_close_is_counted_once_with_bounded_labels(context: CloseContext, labels: tuple[str, str, str]) -> None:
+def test_each_close_is_counted_once_with_bounded_labels(
+    context: CloseContext, labels: tuple[str, str, str, str]
+) -> None:
     registry = CollectorRegistry()
     metrics = PrometheusCloseMetrics(registry=registry, keep_codes={4001})
     metrics.on_close(context, {"type": "websocket"})
-    initiator, code, clean = labels
-    assert registry.get_sample_value(CLOSES, {"initiator": initiator, "code": code, "clean": clean}) == 1.0
+    initiator, code, clean, outcome = labels
+    assert (
+        registry.get_sample_value(CLOSES, {"initiator": initiator, "code": code, "clean": clean, "outcome": outcome})
+        == 1.0
+    )
     assert _total(registry, CLOSES) == 1.0
-    histogram = {"initiator": initiator, "clean": clean}
+    histogram = {"initiator": initiator, "clean": clean, "outcome": outcome}
     assert registry.get_sample_value(f"{DURATION}_count", histogram) == 1.0
     assert registry.get_sample_value(f"{DURATION}_sum", histogram) == 2.5
     assert registry.get_sample_value(f"{DURATION}_bucket", {**histogram, "le": "1.0"}) == 0.0
@@ -165,7 +210,12 @@ def test_reasons_are_never_labels() -> None:
         metrics.on_close(_context(CONNECT, ACCEPT, _disconnect(3000 + i, f"reason {i}\n")), {})
     exposition = generate_latest(registry).decode()
     assert "reason" not in exposition
-    assert registry.get_sample_value(CLOSES, {"initiator": "client", "code": "3xxx", "clean": "true"}) == 200.0
+    assert (
+        registry.get_sample_value(
+            CLOSES, {"initiator": "client", "code": "3xxx", "clean": "true", "outcome": "client_closed"}
+        )
+        == 200.0
+    )
 
 
 def test_a_live_connection_is_not_counted() -> None:
@@ -208,7 +258,9 @@ def test_namespace_and_subsystem() -> None:
     registry = CollectorRegistry()
     metrics = PrometheusCloseMetrics(registry=registry, namespace="chat", subsystem="ws")
     metrics.on_close(_context(CONNECT, ACCEPT, _disconnect(1000)), {})
-    assert registry.get_sample_value("chat_ws_closes_total", {"initiator": "client", "code": "1000", "clean": "true"})
+    assert registry.get_sample_value(
+        "chat_ws_closes_total", {"initiator": "client", "code": "1000", "clean": "true", "outcome": "client_closed"}
+    )
 
 
 def test_registering_twice_is_refused_by_prometheus_client() -> None:
@@ -223,7 +275,7 @@ def test_no_registry() -> None:
     metrics.on_close(_context(CONNECT, ACCEPT, _disconnect(1000)), {})
     [family] = metrics.closes.collect()
     assert [(sample.labels, sample.value) for sample in family.samples if sample.name == CLOSES] == [
-        ({"initiator": "client", "code": "1000", "clean": "true"}, 1.0)
+        ({"initiator": "client", "code": "1000", "clean": "true", "outcome": "client_closed"}, 1.0)
     ]
 
 
@@ -336,7 +388,277 @@ def test_the_starlette_recipe() -> None:
         websocket.close(4001, "bye")
     assert inside == [1.0]
     assert registry.get_sample_value(ACTIVE) == 0.0
-    assert registry.get_sample_value(CLOSES, {"initiator": "client", "code": "4xxx", "clean": "true"}) == 1.0
+    assert (
+        registry.get_sample_value(
+            CLOSES, {"initiator": "client", "code": "4xxx", "clean": "true", "outcome": "client_closed"}
+        )
+        == 1.0
+    )
+
+
+# The outcome label, through the middleware in process.
+
+
+def test_the_outcome_labels_are_the_outcome_type_and_unknown() -> None:
+    assert frozenset(get_args(Outcome)) == OUTCOMES
+    assert len(OUTCOME_LABELS) == 9
+
+
+def _endpoint(action: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # websocket.connect
+        if action == "reject":
+            await send({"type": "websocket.close", "code": 4001})
+            return
+        if action == "deny":
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+            await send({"type": "websocket.http.response.body", "body": b""})
+            return
+        if action == "raise-before-accept":
+            raise RuntimeError("boom")
+        if action == "wait-before-accept":
+            await receive()  # the client leaves during the handshake
+            return
+        await send({"type": "websocket.accept"})
+        if action == "raise":
+            raise RuntimeError("boom")
+        if action == "return":
+            return
+        if action == "close":
+            await send({"type": "websocket.close", "code": 4003, "reason": "nope"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    return app
+
+
+def _serve(
+    metrics: PrometheusCloseMetrics,
+    action: str,
+    inbound: list[Message],
+    *,
+    server: str | None = None,
+    seen: list[CloseContext] | None = None,
+) -> None:
+    """Run one connection through the middleware, with ``metrics.on_close`` as its hook."""
+    hooks: list[Any] = [metrics.on_close]
+    if seen is not None:
+        hooks.append(lambda context, scope: seen.append(context))
+    app = metrics.middleware(WebSocketCloseMiddleware(_endpoint(action), on_close=hooks, server=server))
+    pending = list(inbound)
+
+    async def receive() -> Message:
+        return pending.pop(0)
+
+    async def main() -> None:
+        scope: Scope = {**_scope(), "http_version": "1.1"}
+        try:
+            await app(scope, receive, _ignore_send)
+        except RuntimeError as exc:  # the app's own error, re-raised by the middleware
+            assert str(exc) == "boom"
+
+    asyncio.run(main())
+
+
+def _disconnect_message(code: int | None, reason: str | None = "") -> Message:
+    message: Message = {"type": "websocket.disconnect", "code": code}
+    if reason is not None:
+        message["reason"] = reason
+    return message
+
+
+def _closes(registry: CollectorRegistry) -> dict[tuple[str, str, str, str], float]:
+    return {
+        (sample.labels["initiator"], sample.labels["code"], sample.labels["clean"], sample.labels["outcome"]): (
+            sample.value
+        )
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == CLOSES
+    }
+
+
+def _duration_counts(registry: CollectorRegistry) -> dict[tuple[str, str, str], float]:
+    return {
+        (sample.labels["initiator"], sample.labels["clean"], sample.labels["outcome"]): sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == f"{DURATION}_count"
+    }
+
+
+WS_CONNECT: Message = {"type": "websocket.connect"}
+
+OUTCOME_SCENARIOS: list[tuple[str, str, list[Message], tuple[str, str, str, str]]] = [
+    (
+        "client_closed",
+        "echo",
+        [WS_CONNECT, _disconnect_message(4001, "bye")],
+        ("client", "4001", "true", "client_closed"),
+    ),
+    (
+        "client_closed-empty",
+        "echo",
+        [WS_CONNECT, _disconnect_message(1005, "")],
+        ("client", "1005", "true", "client_closed"),
+    ),
+    ("app_closed", "close", [WS_CONNECT, _disconnect_message(4003, "nope")], ("app", "4xxx", "true", "app_closed")),
+    # The generic reading: the server closes with no frame after an app returns after accept.
+    ("app_closed-return", "return", [WS_CONNECT], ("app", "1006", "false", "app_closed")),
+    ("rejected-close", "reject", [WS_CONNECT], ("app", "1006", "false", "rejected")),
+    ("rejected-denial", "deny", [WS_CONNECT], ("app", "1006", "false", "rejected")),
+    ("app_error", "raise", [WS_CONNECT], ("app", "1006", "false", "app_error")),
+    ("app_error-before-accept", "raise-before-accept", [WS_CONNECT], ("app", "1006", "false", "app_error")),
+    ("dropped", "echo", [WS_CONNECT, _disconnect_message(1006)], ("none", "1006", "false", "dropped")),
+    (
+        "dropped-in-handshake",
+        "wait-before-accept",
+        [WS_CONNECT, _disconnect_message(1006)],
+        ("none", "1006", "false", "dropped"),
+    ),
+    (
+        "server_shutdown",
+        "echo",
+        [WS_CONNECT, _disconnect_message(1012, None)],
+        ("server", "1012", "true", "server_shutdown"),
+    ),
+    (
+        "server_error",
+        "echo",
+        [WS_CONNECT, _disconnect_message(1002, "invalid status code")],
+        ("server", "1002", "false", "server_error"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "inbound", "labels"), [s[1:] for s in OUTCOME_SCENARIOS], ids=[s[0] for s in OUTCOME_SCENARIOS]
+)
+def test_the_outcome_label_through_the_middleware(
+    action: str, inbound: list[Message], labels: tuple[str, str, str, str]
+) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry, keep_codes={4001})
+    seen: list[CloseContext] = []
+    _serve(metrics, action, inbound, seen=seen)
+    [context] = seen
+    assert context.outcome == labels[3]
+    assert _closes(registry) == {labels: 1.0}
+    initiator, _, clean, outcome = labels
+    assert _duration_counts(registry) == {(initiator, clean, outcome): 1.0}
+    assert registry.get_sample_value(ACTIVE) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("wire", "labels"),
+    [
+        (
+            Wire(sent=Close(1011, "keepalive ping timeout"), received_first=False, cause="timeout"),
+            ("server", "1011", "false", "server_timeout"),
+        ),
+        (Wire(cause="timeout"), ("server", "1006", "false", "server_timeout")),
+        (
+            Wire(sent=Close(1001, ""), received_first=False, cause="shutdown"),
+            ("server", "1001", "true", "server_shutdown"),
+        ),
+        (Wire(sent=Close(1002, ""), received_first=False, cause="error"), ("server", "1002", "false", "server_error")),
+    ],
+    ids=["timeout", "timeout-no-frame", "shutdown", "error"],
+)
+def test_the_outcome_label_of_what_only_the_server_knows(wire: Wire, labels: tuple[str, str, str, str]) -> None:
+    # A keepalive timeout is a lost connection in the ASGI messages: only a probe of the
+    # server's connection object tells it, so the tracker is fed that probe's reading.
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry)
+    tracker = CloseTracker(clock=iter([0.0, 2.5]).__next__)
+    tracker.receive({"type": "websocket.connect"})
+    tracker.send({"type": "websocket.accept"})
+    tracker.receive({"type": "websocket.disconnect", "code": 1006}, wire=wire)
+    tracker.app_exited()
+    metrics.on_close(CloseContext(tracker), _scope())
+    assert _closes(registry) == {labels: 1.0}
+    assert _duration_counts(registry) == {(labels[0], labels[2], labels[3]): 1.0}
+
+
+def test_a_cancelled_app_is_a_server_shutdown() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry)
+    tracker = CloseTracker(clock=iter([0.0, 2.5]).__next__)
+    tracker.receive({"type": "websocket.connect"})
+    tracker.send({"type": "websocket.accept"})
+    tracker.app_cancelled()
+    metrics.on_close(CloseContext(tracker), _scope())
+    # The generic server's close at cancellation is unknown: so are its code and cleanliness.
+    assert _closes(registry) == {("server", "none", "false", "server_shutdown"): 1.0}
+
+
+@pytest.mark.parametrize(
+    ("server", "disconnect"),
+    [
+        # granian reports an empty close frame and a drop alike: 1005, no reason key.
+        ("granian", {"type": "websocket.disconnect", "code": 1005}),
+        # hypercorn reports every client close, clean or not, as 1006.
+        ("hypercorn", {"type": "websocket.disconnect", "code": 1006, "reason": ""}),
+    ],
+)
+def test_an_outcome_the_server_cannot_tell_is_labelled_unknown(server: str, disconnect: Message) -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry)
+    seen: list[CloseContext] = []
+    _serve(metrics, "echo", [WS_CONNECT, disconnect], server=server, seen=seen)
+    [context] = seen
+    assert context.outcome is None
+    assert "outcome" in context.unknown
+    assert context.server == server
+    # No initiator, code or cleanliness either: "none", "none" and "false", never a guess.
+    assert _closes(registry) == {("none", "none", "false", "unknown"): 1.0}
+    assert _duration_counts(registry) == {("none", "false", "unknown"): 1.0}
+
+
+_ACTIONS = ("echo", "close", "return", "reject", "deny", "raise", "raise-before-accept", "wait-before-accept")
+_SERVERS = (None, *SERVERS)
+
+
+def _random_disconnect(rng: random.Random) -> Message:
+    code: Any = rng.choice(
+        [
+            rng.randrange(-10, 70_000),
+            rng.choice([1000, 1001, 1002, 1005, 1006, 1007, 1011, 1012, 4001]),
+            None,
+            "not a code",
+        ]
+    )
+    message: Message = {"type": "websocket.disconnect", "code": code}
+    roll = rng.random()
+    if roll < 0.4:
+        message["reason"] = rng.choice(["", "bye", "invalid status code", "x\n" * rng.randrange(5)])
+    elif roll < 0.5:
+        message["reason"] = None
+    return message
+
+
+def test_the_outcome_label_stays_bounded_whatever_the_codes() -> None:
+    rng = random.Random(20240611)
+    registry = CollectorRegistry()
+    metrics = PrometheusCloseMetrics(registry=registry)
+    seen: list[CloseContext] = []
+    connections = 1500
+    for _ in range(connections):
+        action = rng.choice(_ACTIONS)
+        inbound = [WS_CONNECT, _random_disconnect(rng), _random_disconnect(rng)]
+        _serve(metrics, action, inbound, server=rng.choice(_SERVERS), seen=seen)
+    assert len(seen) == connections
+    closes = _closes(registry)
+    assert sum(closes.values()) == connections
+    outcomes = {outcome for _, _, _, outcome in closes}
+    assert outcomes <= OUTCOME_LABELS
+    assert {outcome for _, _, outcome in _duration_counts(registry)} == outcomes
+    # Not vacuous: the random endings reach most outcomes, and the unknown one.
+    assert {"client_closed", "app_closed", "rejected", "app_error", "dropped", "unknown"} <= outcomes
+    # Every label stays bounded, so the series do: at most 4 x 22 x 2 x 9 of them.
+    assert {code for _, code, _, _ in closes} <= CODE_LABELS
+    assert {initiator for initiator, _, _, _ in closes} <= {"client", "app", "server", "none"}
+    assert {(context.outcome or "unknown") for context in seen} == outcomes
 
 
 # Real servers.
@@ -418,12 +740,13 @@ def test_multiprocess_mode_with_two_workers_scraped_over_http(tmp_path: Path) ->
         assert sample_value(during, ACTIVE) == count
         expected = Counter(
             {
-                ("client", "1000", "true"): (count + 1) // 2,
-                ("client", "4001", "true"): count // 2,
-                ("app", "4xxx", "true"): 1,
-                ("app", "1006", "false"): 2,  # the app raised after accept; the rejected handshake
-                ("client", "3xxx", "true"): len(HOSTILE),
-                ("server", "1007", "false"): 1,
+                ("client", "1000", "true", "client_closed"): (count + 1) // 2,
+                ("client", "4001", "true", "client_closed"): count // 2,
+                ("app", "4xxx", "true", "app_closed"): 1,
+                ("app", "1006", "false", "app_error"): 1,  # the app raised after accept
+                ("app", "1006", "false", "rejected"): 1,  # the rejected handshake
+                ("client", "3xxx", "true", "client_closed"): len(HOSTILE),
+                ("server", "1007", "false", "server_error"): 1,
             }
         )
         total = sum(expected.values())
@@ -442,9 +765,9 @@ def test_multiprocess_mode_with_two_workers_scraped_over_http(tmp_path: Path) ->
             assert (multiproc / f"gauge_livesum_{pid}.db").is_file()
 
 
-def _ten_thousand() -> list[tuple[str, bytes, tuple[str, str, str], str | None]]:
+def _ten_thousand() -> list[tuple[str, bytes, tuple[str, str, str, str], str | None]]:
     # (path, close payload, expected labels, expected logged reason or None for the server's)
-    cases: list[tuple[str, bytes, tuple[str, str, str], str | None]] = []
+    cases: list[tuple[str, bytes, tuple[str, str, str, str], str | None]] = []
     for i in range(10_000):
         path = f"/c/{i}"
         if i % 100 == 99:
@@ -454,20 +777,20 @@ def _ten_thousand() -> list[tuple[str, bytes, tuple[str, str, str], str | None]]
                     (
                         path,
                         _payload(4000 + i % 1000, f"{i} ".encode() + b"\xc3\x28 bad"),
-                        ("server", "1007", "false"),
+                        ("server", "1007", "false", "server_error"),
                         None,
                     )
                 )
             else:
                 code = (1004, 1005, 1006, 1016, 2999, 5000, 65535)[i // 200 % 7]
-                cases.append((path, _payload(code, f"{i}".encode()), ("server", "1002", "false"), None))
+                cases.append((path, _payload(code, f"{i}".encode()), ("server", "1002", "false", "server_error"), None))
             continue
         code = 3000 + i % 2000
         hostile = HOSTILE[i % len(HOSTILE)]
         raw = f"{i}:".encode() + hostile
         # Cut to the 123 bytes a close frame allows, on a character boundary.
         reason = raw[:123].decode("utf-8", "ignore")
-        labels = ("client", code_label(code, {4001}), "true")
+        labels = ("client", code_label(code, {4001}), "true", "client_closed")
         cases.append((path, _payload(code, reason.encode()), labels, reason))
     return cases
 
@@ -512,7 +835,8 @@ def test_ten_thousand_distinct_codes_and_reasons_stay_bounded_and_clean(tmp_path
     counts = closes_by_labels(exposition)
     assert counts == Counter(labels for _, _, labels, _ in cases)
     assert len(counts) <= 30
-    assert {code for _, code, _ in counts} <= CODE_LABELS | {"4001"}
+    assert {code for _, code, _, _ in counts} <= CODE_LABELS | {"4001"}
+    assert {outcome for _, _, _, outcome in counts} <= OUTCOME_LABELS
     assert sample_value(exposition, f"{DURATION}_count") == len(cases)
 
     assert len(texts) == len(structured) == len(cases)
@@ -523,6 +847,8 @@ def test_ten_thousand_distinct_codes_and_reasons_stay_bounded_and_clean(tmp_path
     for path, payload, labels, reason in cases:
         fields = by_path[path]
         assert (fields["initiator"], code_label(fields["code"], {4001})) == labels[:2]
+        assert fields["outcome"] == labels[3]
+        assert fields["http_version"] == "1.1"
         assert len(fields["reason"]) <= 123
         assert fields["reason"].isprintable()
         if reason is not None:

@@ -75,11 +75,22 @@ def test_hypercorn_reply_to_the_apps_close_is_fine() -> None:
     assert (tracker.code, tracker.reason, tracker.clean, tracker.unknown) == (4003, "nope", True, frozenset())
 
 
-@pytest.mark.parametrize(("server", "code"), [("hypercorn", 1011), ("daphne", 1011), ("granian", 1005)])
+@pytest.mark.parametrize(("server", "code"), [("hypercorn", 1011), ("daphne", 1011)])
 def test_servers_that_close_for_a_crashed_app(server: str, code: int) -> None:
     tracker = opened(server)
     tracker.app_exited(RuntimeError("boom"))
     assert (tracker.initiator, tracker.code, tracker.clean) == ("app", code, False)
+
+
+@pytest.mark.parametrize("error", [None, RuntimeError("boom")], ids=["returned", "raised"])
+def test_granian_close_after_the_app_ended_is_unknown(error: BaseException | None) -> None:
+    # granian sends an empty close frame if the client is still there, and nothing if the
+    # client closed while the app was not reading: it cannot be told, so it is not guessed.
+    tracker = opened("granian")
+    tracker.app_exited(error)
+    assert (tracker.initiator, tracker.code, tracker.clean) == ("app", None, None)
+    assert tracker.unknown == {"code", "reason", "clean", "received", "received_then_sent"}
+    assert tracker.outcome == ("app_closed" if error is None else "app_error")
 
 
 @pytest.mark.parametrize("server", ["uvicorn-websockets", "uvicorn-websockets-sansio", "uvicorn-wsproto"])
@@ -223,10 +234,7 @@ def test_granian_fails_bad_codes_with_its_own_1002() -> None:
     assert (tracker.initiator, tracker.code, tracker.clean) == ("server", 1002, False)
 
 
-def test_granian_closes_with_an_empty_frame_when_the_app_returns_and_refuses_with_403() -> None:
-    returned = opened("granian")
-    returned.app_exited()
-    assert (returned.initiator, returned.code, returned.clean) == ("app", 1005, False)
+def test_granian_refuses_with_403_when_the_app_raises_before_accept() -> None:
     rejected = CloseTracker(quirks=SERVERS["granian"])
     rejected.app_exited(RuntimeError("before accept"))
     assert (rejected.state, rejected.http_status) == (ConnectionState.REJECTED, 403)

@@ -642,3 +642,21 @@ def test_connections_open_at_exit_each_get_one_record(n: int) -> None:
     assert records == [[f"/{i}", "CLOSED", "server_shutdown", "server", 1006] for i in range(n)]
     assert sorted(line[1] for line in lines if line[0] == "async") == [f"/{i}" for i in range(n)]
     assert "Traceback" not in result.stderr
+
+
+# Older pins: uvicorn 0.54.0 reports a denial response's lost connection as 1005, 0.55.0 as
+# 1006 (wsproto_impl/websockets_sansio_impl connection_lost); the record is the same.
+
+
+@pytest.mark.parametrize("code", [1005, 1006], ids=["uvicorn-0.54", "uvicorn-0.55"])
+def test_a_denial_reads_the_same_whatever_uvicorn_reports_after_it(code: int) -> None:
+    async def deny(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 401, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b""})
+        await receive()
+
+    protocol = wsproto_protocol(WsprotoState.OPEN, close_sent=False)
+    context = run(deny, protocol, [CONNECT, {"type": "websocket.disconnect", "code": code}])
+    summary = (context.state.name, context.outcome, context.code, context.http_status)
+    assert summary == ("REJECTED", "rejected", 1006, 401)

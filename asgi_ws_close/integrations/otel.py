@@ -15,7 +15,8 @@ outer instrumentation (``OpenTelemetryMiddleware``) opened for the connection: i
 is recording, it gets these attributes, in the style of OpenTelemetry's semantic
 conventions (no convention for WebSocket closes exists yet):
 
-* ``websocket.close.code`` (int): the close code (1006 when no close frame was exchanged).
+* ``websocket.close.code`` (int): the close code (1006 when no close frame was exchanged);
+  not set when the server could not report it.
 * ``websocket.close.reason`` (string): the close reason, sanitised (escaped and capped).
 * ``websocket.close.initiator`` (string): ``client``, ``app`` or ``server``; not set when
   the transport was lost and nobody closed.
@@ -67,6 +68,7 @@ __all__ = [
     "ATTR_CLEAN",
     "ATTR_CODE",
     "ATTR_INITIATOR",
+    "ATTR_OUTCOME",
     "ATTR_REASON",
     "ATTR_RECEIVED_MESSAGES",
     "ATTR_SENT_MESSAGES",
@@ -138,7 +140,7 @@ class OpenTelemetryCloseInstrumentation:
         self.closes = meter.create_counter(
             METRIC_CLOSES,
             unit="{close}",
-            description="WebSocket connections that ended, by initiator, close code and cleanliness.",
+            description="WebSocket connections that ended, by initiator, close code, cleanliness and outcome.",
         )
         self.connection_duration = meter.create_histogram(
             METRIC_DURATION,
@@ -174,13 +176,13 @@ class OpenTelemetryCloseInstrumentation:
 
     def _span_attributes(self, context: CloseContext) -> dict[str, AttributeValue]:
         """Return the span attributes of an ended connection (see the module's table)."""
-        code = context.code
-        assert code is not None  # ended connections always have a code
         attributes: dict[str, AttributeValue] = {
-            ATTR_CODE: int(code),
             ATTR_CLEAN: bool(context.clean),
             ATTR_STATE: context.state.name.lower(),
         }
+        code = context.code
+        if code is not None:  # None when the server could not report it (context.unknown)
+            attributes[ATTR_CODE] = int(code)
         if context.messages_received is not None and context.messages_sent is not None:
             # Only counted with WebSocketCloseMiddleware(count_messages=True).
             attributes[ATTR_RECEIVED_MESSAGES] = context.messages_received

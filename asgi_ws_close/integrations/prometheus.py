@@ -29,12 +29,21 @@ The metrics (with the default ``namespace="websocket"``, ``subsystem="server"``)
 
 Multiprocess mode (gunicorn or ``uvicorn --workers N`` with ``PROMETHEUS_MULTIPROC_DIR``)
 works as prometheus-client documents it: the counter and the histogram add up across
-workers, and the gauge is ``multiprocess_mode="livesum"``, the sum over live workers.
+workers, and the gauge is ``multiprocess_mode="livesum"``, the sum over live workers. Serve
+:func:`exposition_registry` at ``/metrics``: in multiprocess mode it reads every worker's
+files through :class:`LiveMultiProcessCollector`, which first drops the live-gauge files of
+the workers that no longer run (:func:`mark_dead_workers`). A worker that dies without a
+hook (``uvicorn --workers N`` restarts a killed worker silently) so stops counting its open
+connections at the next scrape, while its counter and histogram files, every close it
+recorded, stay. :class:`PrometheusCloseMetrics` does the same sweep once when it is created
+in a worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import os
+from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
 from typing import Literal
 
 from .._record import CloseContext
@@ -45,12 +54,20 @@ from . import DEFAULT_DURATION_BUCKETS, _ConnectionsInProgress
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.multiprocess import MultiProcessCollector
 except ImportError as exc:
     raise ImportError(
         'asgi_ws_close.integrations.prometheus needs prometheus-client: pip install "asgi-ws-close[prometheus]"'
     ) from exc
 
-__all__ = ["DEFAULT_DURATION_BUCKETS", "PrometheusCloseMetrics"]
+__all__ = [
+    "DEFAULT_DURATION_BUCKETS",
+    "LiveMultiProcessCollector",
+    "PrometheusCloseMetrics",
+    "exposition_registry",
+    "mark_dead_workers",
+]
 
 
 class PrometheusCloseMetrics:
@@ -114,6 +131,10 @@ class PrometheusCloseMetrics:
             # The sum over the workers that are alive: a dead worker's connections are gone.
             multiprocess_mode="livesum",
         )
+        # A worker starting (uvicorn restarts a killed one): the dead workers' gauges go.
+        directory = _multiprocess_dir()
+        if directory is not None:
+            mark_dead_workers(directory)
 
     def on_close(self, context: CloseContext, scope: Scope) -> None:
         """The ``on_close`` hook: count the close and observe its duration.
@@ -138,3 +159,129 @@ class PrometheusCloseMetrics:
         Starlette middleware factory too: ``app.add_middleware(metrics.middleware)``.
         """
         return _ConnectionsInProgress(app, self.active_connections.inc)
+
+
+# Multiprocess mode: the live gauges of dead workers.
+
+#: prometheus-client's live gauge files: ``gauge_<mode>_<pid>.db``, mode ``live*``.
+_LIVE_GAUGE_PREFIX = "gauge_live"
+
+
+def _multiprocess_dir() -> str | None:
+    """The multiprocess directory, as prometheus-client reads it; ``None`` outside that mode."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    return path if path and os.path.isdir(path) else None
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie has exited)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:  # gone since, or no /proc at all (not Linux): kill() is all there is
+        return not Path("/proc/self/stat").exists()
+    except OSError:
+        return True
+    # The command name (field 2) is in parentheses and may hold anything; the state follows.
+    return stat[stat.rindex(")") + 2 :][:1] != "Z"
+
+
+def mark_dead_workers(path: str | os.PathLike[str] | None = None) -> list[int]:
+    """Remove the live-gauge files of the worker processes that no longer run.
+
+    prometheus-client keeps a ``gauge_live*_<pid>.db`` file per process and gauge mode;
+    ``multiprocess_mode="livesum"`` sums every file it finds, so a worker that died without
+    :func:`prometheus_client.multiprocess.mark_process_dead` being called for it (a SIGKILL,
+    an out-of-memory kill, ``uvicorn --workers N``, which has no hook) keeps adding the
+    connections it had open. This removes those files, as ``mark_process_dead`` does, for
+    every PID in the directory that is not a running process (or is a zombie). Counter and
+    histogram files are never touched: the closes a dead worker recorded still count.
+
+    One directory listing, and one ``kill(pid, 0)`` per live-gauge file; the directory must
+    belong to processes of this PID namespace (one server, one container), as
+    prometheus-client's PID-named files assume. A dead worker's PID taken over by an
+    unrelated process keeps its file until that one ends too.
+
+    Args:
+        path: The multiprocess directory; default ``PROMETHEUS_MULTIPROC_DIR``.
+
+    Returns:
+        The PIDs whose files were removed, sorted.
+    """
+    directory = os.fspath(path) if path is not None else _multiprocess_dir()
+    if directory is None:
+        return []
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    dead: set[int] = set()
+    alive: set[int] = set()
+    for name in names:
+        if not (name.startswith(_LIVE_GAUGE_PREFIX) and name.endswith(".db")):
+            continue
+        pid_text = name[: -len(".db")].rpartition("_")[2]
+        if not pid_text.isdigit():
+            continue  # not a PID: a process_identifier of the app's own (left alone)
+        pid = int(pid_text)
+        if pid in alive:
+            continue
+        if pid not in dead:
+            if _running(pid):
+                alive.add(pid)
+                continue
+            dead.add(pid)
+        try:
+            os.remove(os.path.join(directory, name))
+        except FileNotFoundError:  # another worker's sweep got it first
+            pass
+    return sorted(dead)
+
+
+class LiveMultiProcessCollector:
+    """prometheus-client's :class:`~prometheus_client.multiprocess.MultiProcessCollector`,
+    minus the live gauges of dead workers.
+
+    Each collection (each scrape of ``/metrics``) first calls :func:`mark_dead_workers` on
+    the directory, then merges every worker's files as ``MultiProcessCollector`` does.
+
+    Args:
+        registry: Where to register it (``None``: nowhere).
+        path: The multiprocess directory; default ``PROMETHEUS_MULTIPROC_DIR``.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None, path: str | os.PathLike[str] | None = None) -> None:
+        directory = os.fspath(path) if path is not None else _multiprocess_dir()
+        if directory is None or not os.path.isdir(directory):
+            raise ValueError("env PROMETHEUS_MULTIPROC_DIR is not set or not a directory")
+        self.path = directory
+        self._collector = MultiProcessCollector(None, directory)  # type: ignore[no-untyped-call]
+        if registry is not None:
+            registry.register(self)
+
+    def collect(self) -> Iterable[Metric]:
+        mark_dead_workers(self.path)
+        metrics: Iterable[Metric] = self._collector.collect()  # type: ignore[no-untyped-call]
+        return metrics
+
+
+def exposition_registry(registry: CollectorRegistry = REGISTRY) -> CollectorRegistry:
+    """The registry to serve at ``/metrics``, in one process or several.
+
+    Without ``PROMETHEUS_MULTIPROC_DIR``: ``registry`` itself. In multiprocess mode: a new
+    :class:`~prometheus_client.CollectorRegistry` holding a :class:`LiveMultiProcessCollector`
+    (prometheus-client's multiprocess recipe, dead workers' live gauges dropped at each
+    scrape); ``registry`` is then unused, since every worker's metrics are in the files.
+    """
+    if _multiprocess_dir() is None:
+        return registry
+    exposition = CollectorRegistry()
+    LiveMultiProcessCollector(exposition)
+    return exposition
