@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +33,16 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from asgi_ws_close import WebSocketCloseMiddleware
 from asgi_ws_close._types import ASGIApp, Message, Receive, Scope, Send
 from asgi_ws_close.integrations import ELLIPSIS
+from asgi_ws_close.integrations import otel as otel_module
 from asgi_ws_close.integrations.otel import (
     ATTR_CLEAN,
     ATTR_CODE,
+    ATTR_CODE_CLASS,
+    ATTR_ERROR_TYPE,
+    ATTR_HTTP_STATUS,
     ATTR_INITIATOR,
     ATTR_OUTCOME,
+    ATTR_PROTOCOL_VERSION,
     ATTR_REASON,
     ATTR_RECEIVED_MESSAGES,
     ATTR_SENT_MESSAGES,
@@ -47,9 +54,6 @@ from asgi_ws_close.integrations.otel import (
     METRIC_DURATION,
     OpenTelemetryCloseInstrumentation,
 )
-
-# The general semantic conventions' name, which the module keeps private.
-ATTR_PROTOCOL_VERSION = "network.protocol.version"
 
 
 @dataclass
@@ -178,7 +182,7 @@ def test_client_close_sets_span_attributes_and_metrics(telemetry: Telemetry, cou
     assert isinstance(closes, NumberDataPoint)
     assert closes.value == 1
     assert dict(closes.attributes or {}) == {
-        ATTR_CODE: "4001",
+        ATTR_CODE_CLASS: "4001",
         ATTR_INITIATOR: "client",
         ATTR_CLEAN: True,
         ATTR_OUTCOME: "client_closed",
@@ -210,13 +214,13 @@ def test_client_close_sets_span_attributes_and_metrics(telemetry: Telemetry, cou
                 ATTR_OUTCOME: "app_closed",
                 ATTR_STATE: "closed",
             },
-            {ATTR_CODE: "4xxx", ATTR_INITIATOR: "app", ATTR_CLEAN: True, ATTR_OUTCOME: "app_closed"},
+            {ATTR_CODE_CLASS: "4xxx", ATTR_INITIATOR: "app", ATTR_CLEAN: True, ATTR_OUTCOME: "app_closed"},
         ),
         (
             "echo",
             [CONNECT, _disconnect(1006)],
             {ATTR_CODE: 1006, ATTR_REASON: "", ATTR_CLEAN: False, ATTR_OUTCOME: "dropped", ATTR_STATE: "closed"},
-            {ATTR_CODE: "1006", ATTR_CLEAN: False, ATTR_OUTCOME: "dropped"},
+            {ATTR_CODE_CLASS: "1006", ATTR_CLEAN: False, ATTR_OUTCOME: "dropped"},
         ),
         (
             "echo",
@@ -229,7 +233,7 @@ def test_client_close_sets_span_attributes_and_metrics(telemetry: Telemetry, cou
                 ATTR_OUTCOME: "server_shutdown",
                 ATTR_STATE: "closed",
             },
-            {ATTR_CODE: "1012", ATTR_INITIATOR: "server", ATTR_CLEAN: True, ATTR_OUTCOME: "server_shutdown"},
+            {ATTR_CODE_CLASS: "1012", ATTR_INITIATOR: "server", ATTR_CLEAN: True, ATTR_OUTCOME: "server_shutdown"},
         ),
         (
             "reject",
@@ -241,9 +245,9 @@ def test_client_close_sets_span_attributes_and_metrics(telemetry: Telemetry, cou
                 ATTR_CLEAN: False,
                 ATTR_OUTCOME: "rejected",
                 ATTR_STATE: "rejected",
-                "http.response.status_code": 403,
+                ATTR_HTTP_STATUS: 403,
             },
-            {ATTR_CODE: "1006", ATTR_INITIATOR: "app", ATTR_CLEAN: False, ATTR_OUTCOME: "rejected"},
+            {ATTR_CODE_CLASS: "1006", ATTR_INITIATOR: "app", ATTR_CLEAN: False, ATTR_OUTCOME: "rejected"},
         ),
     ],
     ids=["app-close", "transport-lost", "server-restart", "rejected"],
@@ -293,8 +297,8 @@ def test_the_outcome_is_on_the_span_and_on_both_metrics(
     [duration] = telemetry.points(METRIC_DURATION)
     assert duration.count == 1
     assert (duration.attributes or {})[ATTR_OUTCOME] == outcome
-    # The duration's attributes are the counter's, less the code.
-    assert {**(duration.attributes or {}), ATTR_CODE: (closes.attributes or {})[ATTR_CODE]} == dict(
+    # The duration's attributes are the counter's, less the code class.
+    assert {**(duration.attributes or {}), ATTR_CODE_CLASS: (closes.attributes or {})[ATTR_CODE_CLASS]} == dict(
         closes.attributes or {}
     )
 
@@ -312,17 +316,149 @@ def test_app_errors_have_the_app_error_outcome_everywhere(telemetry: Telemetry) 
         ATTR_OUTCOME: "app_error",
         ATTR_STATE: "closed",
         ATTR_PROTOCOL_VERSION: "1.1",
-        "error.type": "KeyError",
+        ATTR_ERROR_TYPE: "KeyError",
     }
     [closes] = telemetry.points(METRIC_CLOSES)
     assert dict(closes.attributes or {}) == {
-        ATTR_CODE: "1006",
+        ATTR_CODE_CLASS: "1006",
         ATTR_INITIATOR: "app",
         ATTR_CLEAN: False,
         ATTR_OUTCOME: "app_error",
     }
     [duration] = telemetry.points(METRIC_DURATION)
     assert dict(duration.attributes or {}) == {ATTR_INITIATOR: "app", ATTR_CLEAN: False, ATTR_OUTCOME: "app_error"}
+
+
+# granian reads an empty close frame and a drop alike: 1005 without a reason key.
+_AMBIGUOUS = [CONNECT, {"type": "websocket.disconnect", "code": 1005}]
+
+
+# One vocabulary: every attribute name, with its one type and where it may appear.
+SPAN_ATTRIBUTES: dict[str, type] = {
+    ATTR_CODE: int,
+    ATTR_REASON: str,
+    ATTR_INITIATOR: str,
+    ATTR_CLEAN: bool,
+    ATTR_OUTCOME: str,
+    ATTR_STATE: str,
+    ATTR_RECEIVED_MESSAGES: int,
+    ATTR_SENT_MESSAGES: int,
+    ATTR_PROTOCOL_VERSION: str,
+    ATTR_HTTP_STATUS: int,
+    ATTR_ERROR_TYPE: str,
+}
+METRIC_ATTRIBUTES: dict[str, dict[str, type]] = {
+    METRIC_CLOSES: {ATTR_CODE_CLASS: str, ATTR_INITIATOR: str, ATTR_CLEAN: bool, ATTR_OUTCOME: str},
+    METRIC_DURATION: {ATTR_INITIATOR: str, ATTR_CLEAN: bool, ATTR_OUTCOME: str},
+    METRIC_ACTIVE_CONNECTIONS: {},
+}
+
+# A mix of endings: (action, inbound, options, http_version).
+_ENDINGS: list[tuple[str, list[Message], dict[str, Any], str | None]] = [
+    ("echo", [CONNECT, {"type": "websocket.receive", "text": "hi"}, _disconnect(4001, "bye")], {}, "1.1"),
+    ("echo", [CONNECT, {"type": "websocket.receive", "text": "hi"}, _disconnect(4001, "b\x1b")], {"count": 1}, "2"),
+    ("echo", [CONNECT, _disconnect(1000)], {"keep_codes": {4001}}, None),
+    ("close", [CONNECT, _disconnect(4003, "nope\n")], {}, "1.1"),
+    ("reject", [CONNECT], {}, "1.1"),
+    ("reject", [CONNECT], {}, "2"),
+    ("raise", [CONNECT], {}, "1.1"),
+    ("echo", [CONNECT, _disconnect(1006)], {}, None),
+    ("echo", [CONNECT, _disconnect(1012, None)], {}, "1.1"),
+    ("echo", [CONNECT, _disconnect(1002, "invalid status code")], {}, "1.1"),
+    ("echo", [CONNECT, _disconnect(3500, "x")], {}, "1.1"),
+    ("echo", [CONNECT, _disconnect(999, "")], {}, "1.1"),
+    ("echo", _AMBIGUOUS, {"server": "granian"}, "1.1"),
+]
+
+
+def _run_endings(telemetry: Telemetry) -> None:
+    for action, inbound, options, http_version in _ENDINGS:
+        options = dict(options)
+        count = options.pop("count", 0)
+        app, _ = _instrumented(telemetry, action, count_messages=bool(count), **options)
+        if action == "raise":
+            with pytest.raises(KeyError):
+                asyncio.run(_drive(app, list(inbound), http_version=http_version))
+        else:
+            asyncio.run(_drive(app, list(inbound), http_version=http_version))
+
+
+def test_each_attribute_name_has_one_type_on_every_span_and_metric_point(telemetry: Telemetry) -> None:
+    _run_endings(telemetry)
+    types: defaultdict[str, set[type]] = defaultdict(set)
+    where: defaultdict[str, set[str]] = defaultdict(set)
+    spans = telemetry.finished()
+    assert len(spans) == len(_ENDINGS)
+    for span in spans:
+        for name, value in (span.attributes or {}).items():
+            types[name].add(type(value))
+            where[name].add("span")
+    data = telemetry.reader.get_metrics_data()
+    assert data is not None
+    points = 0
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    points += 1
+                    for name, value in (point.attributes or {}).items():
+                        types[name].add(type(value))
+                        where[name].add(metric.name)
+                        assert name in METRIC_ATTRIBUTES[metric.name], (metric.name, name)
+                        assert type(value) is METRIC_ATTRIBUTES[metric.name][name], (metric.name, name, value)
+    assert points > len(METRIC_ATTRIBUTES)
+    assert {name: kinds for name, kinds in types.items() if len(kinds) > 1} == {}
+    # Every span attribute of the vocabulary showed up, with its documented type.
+    assert {name for name, places in where.items() if "span" in places} == set(SPAN_ATTRIBUTES)
+    for name, expected in SPAN_ATTRIBUTES.items():
+        assert types[name] == {expected}, name
+    # The exact code is a span attribute only; its bounded label, a metric attribute only.
+    assert where[ATTR_CODE] == {"span"}
+    assert where[ATTR_CODE_CLASS] == {METRIC_CLOSES}
+
+
+def _vocabulary() -> dict[str, str]:
+    return {
+        name: getattr(otel_module, name)
+        for name in otel_module.__all__
+        if name.startswith(("ATTR_", "METRIC_")) or name == "METER_NAME"
+    }
+
+
+def test_the_constants_are_the_whole_vocabulary() -> None:
+    attributes = {value for name, value in _vocabulary().items() if name.startswith("ATTR_")}
+    assert attributes == set(SPAN_ATTRIBUTES) | {a for names in METRIC_ATTRIBUTES.values() for a in names}
+    assert {value for name, value in _vocabulary().items() if name.startswith("METRIC_")} == set(METRIC_ATTRIBUTES)
+
+
+# OpenTelemetry's naming rules: lowercase ASCII, dot-separated namespaces, snake_case words.
+_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+
+
+@pytest.mark.parametrize("name", sorted(set(_vocabulary().values()) - {METER_NAME}))
+def test_names_follow_the_naming_rules(name: str) -> None:
+    assert _NAME.fullmatch(name), name
+    assert "__" not in name and not name.endswith("_")
+
+
+def test_no_name_is_also_a_namespace() -> None:
+    # "Names SHOULD NOT coincide with namespaces": no attribute or metric name is a prefix,
+    # up to a dot, of another (websocket.close.code and websocket.close.code.class could
+    # not both exist; websocket.close.code_class can).
+    names = set(_vocabulary().values()) - {METER_NAME}
+    clashes = sorted((a, b) for a in names for b in names if b.startswith(a + "."))
+    assert clashes == []
+
+
+def test_the_readme_table_lists_every_attribute() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### OpenTelemetry", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    listed = {name for row in rows for name in re.findall(r"`([a-z_.]+)`", row.split("|")[1])}
+    vocabulary = set(_vocabulary().values()) - {METER_NAME}
+    assert vocabulary <= listed, sorted(vocabulary - listed)
 
 
 @pytest.mark.parametrize("http_version", ["1.1", "2", None])
@@ -359,10 +495,6 @@ def test_a_rejected_http2_handshake_has_the_version_too(telemetry: Telemetry) ->
     )
 
 
-# granian reads an empty close frame and a drop alike: 1005 without a reason key.
-_AMBIGUOUS = [CONNECT, {"type": "websocket.disconnect", "code": 1005}]
-
-
 def test_an_outcome_the_server_cannot_tell_is_left_out_of_the_metrics(telemetry: Telemetry) -> None:
     # No span: only the metrics, whose attributes leave out what is unknown.
     otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider)
@@ -374,7 +506,7 @@ def test_an_outcome_the_server_cannot_tell_is_left_out_of_the_metrics(telemetry:
     [context] = seen
     assert context.outcome is None and "outcome" in context.unknown
     [closes] = telemetry.points(METRIC_CLOSES)
-    assert dict(closes.attributes or {}) == {ATTR_CODE: "none", ATTR_CLEAN: False}
+    assert dict(closes.attributes or {}) == {ATTR_CODE_CLASS: "none", ATTR_CLEAN: False}
     [duration] = telemetry.points(METRIC_DURATION)
     assert dict(duration.attributes or {}) == {ATTR_CLEAN: False}
 
@@ -392,7 +524,7 @@ def test_an_outcome_the_server_cannot_tell_is_left_out_of_the_span(
     assert ATTR_CODE not in attributes  # unknown: not guessed
     assert attributes[ATTR_PROTOCOL_VERSION] == "1.1"
     [closes] = telemetry.points(METRIC_CLOSES)
-    assert dict(closes.attributes or {}) == {ATTR_CODE: "none", ATTR_CLEAN: False}
+    assert dict(closes.attributes or {}) == {ATTR_CODE_CLASS: "none", ATTR_CLEAN: False}
 
 
 def test_app_errors_set_error_type_and_still_propagate(telemetry: Telemetry) -> None:
@@ -401,7 +533,7 @@ def test_app_errors_set_error_type_and_still_propagate(telemetry: Telemetry) -> 
         asyncio.run(_drive(app, [CONNECT]))
     [span] = telemetry.finished()
     attributes = dict(span.attributes or {})
-    assert attributes["error.type"] == "KeyError"
+    assert attributes[ATTR_ERROR_TYPE] == "KeyError"
     assert (attributes[ATTR_CODE], attributes[ATTR_INITIATOR], attributes[ATTR_CLEAN]) == (1006, "app", False)
     # The span's own instrumentation records the exception itself; we add no event.
     assert [event.name for event in span.events] == ["exception"]
@@ -428,7 +560,7 @@ def test_private_codes_collapse_in_metrics_but_not_on_spans(telemetry: Telemetry
     [closes] = telemetry.points(METRIC_CLOSES)
     assert closes.value == 100
     assert dict(closes.attributes or {}) == {
-        ATTR_CODE: "3xxx",
+        ATTR_CODE_CLASS: "3xxx",
         ATTR_INITIATOR: "client",
         ATTR_CLEAN: True,
         ATTR_OUTCOME: "client_closed",

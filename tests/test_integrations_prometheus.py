@@ -6,6 +6,10 @@
   a return, a raise or a cancellation; nothing for other scopes.
 * The ``outcome`` label, through the middleware in process: one value per way a connection
   ends, ``unknown`` where the server cannot tell, and never a value outside those nine.
+* Dead workers in multiprocess mode, with real processes killed by SIGKILL:
+  :func:`mark_dead_workers` removes only the live-gauge files of PIDs that no longer run
+  (zombies included), at each collection of :class:`LiveMultiProcessCollector` and when
+  :class:`PrometheusCloseMetrics` starts in a worker; counters and histograms stay.
 * Real uvicorn (``server`` marker): ``--workers 2`` in multiprocess mode scraped over HTTP
   with exact counts, and 10,000 connections with distinct codes and hostile reasons whose
   labels stay bounded and whose log lines stay clean.
@@ -15,8 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import random
+import signal
+import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +36,8 @@ import pytest
 # A clear skip, not a collection error, where the test dependency group is not installed.
 pytest.importorskip("prometheus_client", reason='needs prometheus-client (pip install "asgi-ws-close[prometheus]")')
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.testclient import TestClient
@@ -39,7 +48,13 @@ from asgi_ws_close._codes import Close
 from asgi_ws_close._servers import SERVERS, Wire
 from asgi_ws_close._types import Message, Outcome, Receive, Scope, Send
 from asgi_ws_close.integrations import CODE_LABELS, code_label, sanitize_reason
-from asgi_ws_close.integrations.prometheus import DEFAULT_DURATION_BUCKETS, PrometheusCloseMetrics
+from asgi_ws_close.integrations.prometheus import (
+    DEFAULT_DURATION_BUCKETS,
+    LiveMultiProcessCollector,
+    PrometheusCloseMetrics,
+    exposition_registry,
+    mark_dead_workers,
+)
 
 CLOSES = "websocket_server_closes_total"
 DURATION = "websocket_server_connection_duration_seconds"
@@ -854,3 +869,189 @@ def test_ten_thousand_distinct_codes_and_reasons_stay_bounded_and_clean(tmp_path
         if reason is not None:
             assert fields["code"] == int.from_bytes(payload[:2], "big")
             assert fields["reason"] == sanitize_reason(reason)
+
+
+# Dead workers in multiprocess mode.
+
+#: A worker of multiprocess mode: the metrics, ``sys.argv[1]`` connections open on the gauge,
+#: one close (client, 1000) counted; then "ready", and it waits to be killed.
+_WORKER = r"""
+import sys, time
+from asgi_ws_close import CloseContext, CloseTracker
+from asgi_ws_close.integrations.prometheus import PrometheusCloseMetrics
+
+metrics = PrometheusCloseMetrics()
+metrics.active_connections.inc(int(sys.argv[1]))
+tracker = CloseTracker()
+tracker.receive({"type": "websocket.connect"})
+tracker.send({"type": "websocket.accept"})
+tracker.receive({"type": "websocket.disconnect", "code": 1000, "reason": ""})
+tracker.app_exited()
+metrics.on_close(CloseContext(tracker), {})
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+CLIENT_1000 = {"initiator": "client", "code": "1000", "clean": "true", "outcome": "client_closed"}
+
+
+def _start_worker(directory: Path, open_connections: int) -> subprocess.Popen[str]:
+    env = {key: value for key, value in os.environ.items() if key.lower() != "prometheus_multiproc_dir"}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, str(open_connections)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line != "ready\n":
+        proc.kill()
+        proc.wait(10)
+        raise AssertionError(f"the worker did not start: {line!r}")
+    return proc
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the worker by its PID and reap it."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _exited_pid() -> int:
+    """The PID of a process that has exited and been reaped."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def _read(collector: Any) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry
+
+
+def test_a_killed_workers_gauge_is_dropped_at_collection_and_its_closes_stay(tmp_path: Path) -> None:
+    first = _start_worker(tmp_path, 2)
+    second = _start_worker(tmp_path, 3)
+    try:
+        plain = _read(MultiProcessCollector(None, str(tmp_path)))
+        live = _read(LiveMultiProcessCollector(None, tmp_path))
+        assert plain.get_sample_value(ACTIVE) == live.get_sample_value(ACTIVE) == 5.0
+        _kill(first)
+        # prometheus-client alone still counts the dead worker's 2 connections.
+        assert plain.get_sample_value(ACTIVE) == 5.0
+        assert (tmp_path / f"gauge_livesum_{first.pid}.db").exists()
+        # The collection drops them; the closes the dead worker recorded stay.
+        assert live.get_sample_value(ACTIVE) == 3.0
+        assert not (tmp_path / f"gauge_livesum_{first.pid}.db").exists()
+        assert (tmp_path / f"counter_{first.pid}.db").exists()
+        assert live.get_sample_value(CLOSES, CLIENT_1000) == 2.0
+        assert (
+            live.get_sample_value(f"{DURATION}_count", {k: CLIENT_1000[k] for k in ("initiator", "clean", "outcome")})
+            == 2.0
+        )
+        assert plain.get_sample_value(ACTIVE) == 3.0  # the file is gone for every reader
+    finally:
+        _kill(first)
+        _kill(second)
+    assert live.get_sample_value(ACTIVE) is None  # no worker left: no gauge at all, as prometheus-client does
+    assert live.get_sample_value(CLOSES, CLIENT_1000) == 2.0
+
+
+def test_a_starting_worker_drops_the_dead_workers_gauges(tmp_path: Path) -> None:
+    # uvicorn --workers N restarts a killed worker: the new one sweeps before any scrape.
+    dead = _start_worker(tmp_path, 4)
+    _kill(dead)
+    assert (tmp_path / f"gauge_livesum_{dead.pid}.db").exists()
+    replacement = _start_worker(tmp_path, 1)
+    try:
+        assert not (tmp_path / f"gauge_livesum_{dead.pid}.db").exists()
+        assert (tmp_path / f"gauge_livesum_{replacement.pid}.db").exists()
+        assert (tmp_path / f"counter_{dead.pid}.db").exists()
+        plain = _read(MultiProcessCollector(None, str(tmp_path)))
+        assert plain.get_sample_value(ACTIVE) == 1.0
+        assert plain.get_sample_value(CLOSES, CLIENT_1000) == 2.0
+    finally:
+        _kill(replacement)
+
+
+def test_mark_dead_workers_removes_only_live_gauges_of_pids_that_do_not_run(tmp_path: Path) -> None:
+    dead, alive = _exited_pid(), os.getpid()
+    names = {
+        *(f"gauge_{mode}_{pid}.db" for pid in (dead, alive) for mode in ("livesum", "liveall", "livemax")),
+        *(f"{kind}_{pid}.db" for pid in (dead, alive) for kind in ("counter", "histogram", "summary")),
+        f"gauge_all_{dead}.db",  # not a live mode: prometheus-client keeps it, so does this
+        "gauge_livesum_worker-a.db",  # a process_identifier of the app's own, not a PID
+        f"gauge_livesum_{dead}.txt",
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert mark_dead_workers(tmp_path) == [dead]
+    removed = {f"gauge_{mode}_{dead}.db" for mode in ("livesum", "liveall", "livemax")}
+    assert {path.name for path in tmp_path.iterdir()} == names - removed
+    assert mark_dead_workers(str(tmp_path)) == []  # nothing left to do
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are read from /proc (Linux)")
+def test_a_zombie_worker_is_dead(tmp_path: Path) -> None:
+    # Exited, not yet reaped by its parent (this test): kill(pid, 0) still succeeds.
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        stat = Path(f"/proc/{proc.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        os.kill(proc.pid, 0)
+        (tmp_path / f"gauge_livesum_{proc.pid}.db").write_bytes(b"")
+        assert mark_dead_workers(tmp_path) == [proc.pid]
+        assert not list(tmp_path.iterdir())
+    finally:
+        proc.wait(10)
+
+
+def test_mark_dead_workers_outside_multiprocess_mode_does_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("prometheus_multiproc_dir", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / f"gauge_livesum_{_exited_pid()}.db").write_bytes(b"")
+    assert mark_dead_workers() == []
+    assert mark_dead_workers(tmp_path / "missing") == []
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_exposition_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("prometheus_multiproc_dir", raising=False)
+    own = CollectorRegistry()
+    assert exposition_registry() is REGISTRY
+    assert exposition_registry(own) is own
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    registry = exposition_registry(own)
+    assert registry is not own and registry is not REGISTRY
+    dead = _exited_pid()
+    (tmp_path / f"gauge_livesum_{dead}.db").write_bytes(b"")
+    # What it serves is what the files say, read through the collector that sweeps dead workers.
+    assert generate_latest(registry) == b""
+    assert not (tmp_path / f"gauge_livesum_{dead}.db").exists()
+
+
+def test_the_live_collector_needs_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("prometheus_multiproc_dir", raising=False)
+    with pytest.raises(ValueError, match="PROMETHEUS_MULTIPROC_DIR"):
+        LiveMultiProcessCollector(None)
+    with pytest.raises(ValueError, match="PROMETHEUS_MULTIPROC_DIR"):
+        LiveMultiProcessCollector(None, tmp_path / "missing")
+    registry = CollectorRegistry()
+    collector = LiveMultiProcessCollector(registry, tmp_path)
+    assert collector.path == str(tmp_path)
+    assert list(registry.collect()) == []

@@ -11,9 +11,16 @@ exporters are the application's choice), then::
     app = OpenTelemetryMiddleware(app)  # opentelemetry-instrumentation-asgi, outermost
 
 The hook runs in the connection's task, after the app returned, inside the span that an
-outer instrumentation (``OpenTelemetryMiddleware``) opened for the connection: if that span
-is recording, it gets these attributes, in the style of OpenTelemetry's semantic
-conventions (no convention for WebSocket closes exists yet):
+outer instrumentation (``OpenTelemetryMiddleware``) opened for the connection. One
+vocabulary serves spans and metrics, and each attribute name has one type wherever it
+appears (the README's table lists them all). No semantic convention exists for WebSocket
+closes yet: the names follow OpenTelemetry's naming rules (lowercase, dot-separated
+namespaces, snake_case words, no name that is also a namespace) and the nearest existing
+conventions: Datadog's ``websocket.close.code`` and ``websocket.close.reason``, and the
+general conventions' ``network.protocol.version``, ``http.response.status_code`` and
+``error.type``.
+
+If the connection's span is recording, it gets:
 
 * ``websocket.close.code`` (int): the close code (1006 when no close frame was exchanged);
   not set when the server could not report it.
@@ -34,15 +41,16 @@ conventions (no convention for WebSocket closes exists yet):
 The metrics, on the meter ``asgi_ws_close``:
 
 * ``websocket.server.closes`` (counter, ``{close}``): ended connections, rejected
-  handshakes included, with ``websocket.close.initiator``, ``websocket.close.code``,
-  ``websocket.close.clean`` and ``websocket.close.outcome``. Here the code is a *string* from
-  :func:`~asgi_ws_close.integrations.code_label` (``"1000"``, ``"4xxx"``...), so that peers
-  cannot create time series at will; spans carry the exact code.
+  handshakes included, with ``websocket.close.initiator``, ``websocket.close.code_class``,
+  ``websocket.close.clean`` and ``websocket.close.outcome``. ``websocket.close.code_class``
+  (string) is the bounded label of `code_label()` (``"1000"``, ``"4xxx"``, ``"other"``,
+  ``"none"``...), so that peers cannot create time series at will; spans carry the exact
+  code as the int ``websocket.close.code``.
 * ``websocket.server.connection.duration`` (histogram, ``s``): from the handshake request to
   the end, with ``websocket.close.initiator``, ``websocket.close.clean`` and
   ``websocket.close.outcome``.
 * ``websocket.server.active_connections`` (up-down counter, ``{connection}``): connections
-  being served, handshakes included; fed by :meth:`OpenTelemetryCloseInstrumentation.middleware`.
+  being served, handshakes included; fed by `OpenTelemetryCloseInstrumentation.middleware`.
 """
 
 from __future__ import annotations
@@ -67,8 +75,12 @@ except ImportError as exc:
 __all__ = [
     "ATTR_CLEAN",
     "ATTR_CODE",
+    "ATTR_CODE_CLASS",
+    "ATTR_ERROR_TYPE",
+    "ATTR_HTTP_STATUS",
     "ATTR_INITIATOR",
     "ATTR_OUTCOME",
+    "ATTR_PROTOCOL_VERSION",
     "ATTR_REASON",
     "ATTR_RECEIVED_MESSAGES",
     "ATTR_SENT_MESSAGES",
@@ -84,18 +96,33 @@ __all__ = [
 #: The instrumentation scope of the metrics.
 METER_NAME = "asgi_ws_close"
 
+# Each name has one type wherever it appears (span or metric), and none is also the
+# namespace of another (OpenTelemetry's naming rules): hence ``code_class``, not ``code.class``.
+#: int, spans only: the exact close code.
 ATTR_CODE = "websocket.close.code"
+#: string, metrics only: the close code's bounded label, `code_label()`.
+ATTR_CODE_CLASS = "websocket.close.code_class"
+#: string, spans only: the sanitised close reason.
 ATTR_REASON = "websocket.close.reason"
+#: string, spans and metrics.
 ATTR_INITIATOR = "websocket.close.initiator"
+#: boolean, spans and metrics.
 ATTR_CLEAN = "websocket.close.clean"
+#: string, spans and metrics.
 ATTR_OUTCOME = "websocket.close.outcome"
+#: string, spans only.
 ATTR_STATE = "websocket.connection.state"
+#: int, spans only (``count_messages=True``).
 ATTR_RECEIVED_MESSAGES = "websocket.received.message_count"
+#: int, spans only (``count_messages=True``).
 ATTR_SENT_MESSAGES = "websocket.sent.message_count"
-# Attributes of the general semantic conventions.
-_ATTR_HTTP_STATUS = "http.response.status_code"
-_ATTR_ERROR_TYPE = "error.type"
-_ATTR_PROTOCOL_VERSION = "network.protocol.version"
+# Attributes of the general semantic conventions, spans only.
+#: int: the HTTP status of a rejected handshake.
+ATTR_HTTP_STATUS = "http.response.status_code"
+#: string: the type of the exception that escaped the app.
+ATTR_ERROR_TYPE = "error.type"
+#: string: the HTTP version of the upgrade.
+ATTR_PROTOCOL_VERSION = "network.protocol.version"
 
 METRIC_CLOSES = "websocket.server.closes"
 METRIC_DURATION = "websocket.server.connection.duration"
@@ -113,8 +140,8 @@ class OpenTelemetryCloseInstrumentation:
     Args:
         meter_provider: The :class:`~opentelemetry.metrics.MeterProvider`; ``None`` for the
             global one.
-        keep_codes: Close codes that get a ``websocket.close.code`` metric attribute of
-            their own even outside the registry (the app's own 4000-4999 codes). A fixed
+        keep_codes: Close codes that get a ``websocket.close.code_class`` value of their
+            own even outside the registry (the app's own 4000-4999 codes). A fixed
             set: each may become a time series.
         record_reason: Whether spans get ``websocket.close.reason``. It is what the peer
             wrote (sanitised): turn it off if reasons may carry personal data.
@@ -140,7 +167,7 @@ class OpenTelemetryCloseInstrumentation:
         self.closes = meter.create_counter(
             METRIC_CLOSES,
             unit="{close}",
-            description="WebSocket connections that ended, by initiator, close code, cleanliness and outcome.",
+            description="WebSocket connections that ended, by initiator, close code class, cleanliness and outcome.",
         )
         self.connection_duration = meter.create_histogram(
             METRIC_DURATION,
@@ -172,7 +199,7 @@ class OpenTelemetryCloseInstrumentation:
         duration = context.duration
         assert duration is not None  # ended connections always have one
         self.connection_duration.record(duration, attributes)
-        self.closes.add(1, {**attributes, ATTR_CODE: code_label(context.code, self.keep_codes)})
+        self.closes.add(1, {**attributes, ATTR_CODE_CLASS: code_label(context.code, self.keep_codes)})
 
     def _span_attributes(self, context: CloseContext) -> dict[str, AttributeValue]:
         """Return the span attributes of an ended connection (see the module's table)."""
@@ -194,13 +221,13 @@ class OpenTelemetryCloseInstrumentation:
         if context.outcome is not None:
             attributes[ATTR_OUTCOME] = context.outcome
         if context.http_version is not None:
-            attributes[_ATTR_PROTOCOL_VERSION] = context.http_version
+            attributes[ATTR_PROTOCOL_VERSION] = context.http_version
         if context.http_status is not None:
-            attributes[_ATTR_HTTP_STATUS] = context.http_status
+            attributes[ATTR_HTTP_STATUS] = context.http_status
         error = context.error
         if error is not None:
             # As OpenTelemetry's own Python instrumentations set it.
-            attributes[_ATTR_ERROR_TYPE] = type(error).__qualname__
+            attributes[ATTR_ERROR_TYPE] = type(error).__qualname__
         return attributes
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
