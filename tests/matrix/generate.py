@@ -4,13 +4,13 @@ Runs ``tests/matrix/test_matrix.py`` (the same scenarios, the same code as the t
 ``ASGI_WS_CLOSE_MATRIX_RECORD`` set, so that each test writes its cells instead of comparing
 them; checks that the Starlette and the FastAPI app gave the same cell everywhere; then writes
 ``tests/matrix/matrix.json`` (the expected matrix the tests compare with), ``matrix.md`` (what
-the context says: the README block) and ``observed.md`` (what the servers and clients saw),
-naming the installed server versions.
+the context says: the block of ``docs/servers.md``) and ``observed.md`` (what the servers and
+clients saw), naming the installed server versions.
 
 Options:
-    --write-readme   also rewrite README.md between ``<!-- matrix:start -->`` and
+    --write-docs     also rewrite docs/servers.md between ``<!-- matrix:start -->`` and
                      ``<!-- matrix:end -->`` with matrix.md.
-    --render-only    do not run the tests: re-render the Markdown (and README) from matrix.json.
+    --render-only    do not run the tests: re-render the Markdown (and the docs page) from matrix.json.
     --new-python     measure on this interpreter although the committed matrix names another
                      (cells depend on it: hypercorn's shutdown differs between 3.11 and 3.12+).
     -n N             pytest-xdist workers (default 2).
@@ -33,12 +33,12 @@ from tests.matrix.table import (
     MATRIX_JSON,
     MATRIX_MD,
     OBSERVED_MD,
-    README,
+    PAGE,
     REGENERATE,
     load_matrix,
     render_matrix,
     render_observed,
-    replace_readme_block,
+    replace_page_block,
 )
 from tests.servers import REPO_ROOT, SERVERS, server_versions
 
@@ -108,21 +108,21 @@ def build(cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def write(matrix: dict[str, Any], *, write_readme: bool) -> None:
+def write(matrix: dict[str, Any], *, write_docs: bool) -> None:
     MATRIX_JSON.write_text(json.dumps(matrix, indent=2, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
     MATRIX_MD.write_text(render_matrix(matrix), encoding="utf-8")
     OBSERVED_MD.write_text(render_observed(matrix), encoding="utf-8")
     written = [MATRIX_JSON, MATRIX_MD, OBSERVED_MD]
-    if write_readme:
-        README.write_text(replace_readme_block(README.read_text(encoding="utf-8"), render_matrix(matrix)), "utf-8")
-        written.append(README)
+    if write_docs:
+        PAGE.write_text(replace_page_block(PAGE.read_text(encoding="utf-8"), render_matrix(matrix)), "utf-8")
+        written.append(PAGE)
     for path in written:
         print("wrote", path.relative_to(REPO_ROOT), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.matrix.generate", description=__doc__.split("\n")[0])
-    parser.add_argument("--write-readme", action="store_true", help="also rewrite the README's matrix block")
+    parser.add_argument("--write-docs", action="store_true", help="also rewrite the matrix block of docs/servers.md")
     parser.add_argument("--render-only", action="store_true", help="re-render the Markdown from matrix.json")
     parser.add_argument(
         "--new-python", action="store_true", help="measure on this Python even if the matrix names another"
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", dest="workers", type=int, default=2, help="pytest-xdist workers (default 2)")
     args = parser.parse_args(argv)
     if args.render_only:
-        write(load_matrix(), write_readme=args.write_readme)
+        write(load_matrix(), write_docs=args.write_docs)
         return
     if MATRIX_JSON.exists() and not args.new_python:
         measured = load_matrix().get("python")
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         record_dir = Path(tmp)
         run_tests(record_dir, args.workers)
         matrix = build(merge(record_dir))
-    write(matrix, write_readme=args.write_readme)
+    write(matrix, write_docs=args.write_docs)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 ``matrix.json`` is written by ``python -m tests.matrix.generate`` from a run of the matrix
 tests and read by them; :func:`render_matrix` turns it into ``matrix.md`` (what the context
-says: the README block) and :func:`render_observed` into ``observed.md`` (what the server
-handed the app, and what the client saw).
+says: the block of ``docs/servers.md``) and :func:`render_observed` into ``observed.md`` (what
+the server handed the app, and what the client saw).
 """
 
 from __future__ import annotations
@@ -18,24 +18,25 @@ __all__ = [
     "MATRIX_JSON",
     "MATRIX_MD",
     "OBSERVED_MD",
-    "README",
-    "README_END",
-    "README_START",
+    "PAGE",
+    "PAGE_END",
+    "PAGE_START",
     "REGENERATE",
     "load_matrix",
-    "readme_block",
+    "page_block",
     "render_matrix",
     "render_observed",
-    "replace_readme_block",
+    "replace_page_block",
 ]
 
 HERE = Path(__file__).resolve().parent
 MATRIX_JSON = HERE / "matrix.json"
 MATRIX_MD = HERE / "matrix.md"
 OBSERVED_MD = HERE / "observed.md"
-README = HERE.parent.parent / "README.md"
-README_START = "<!-- matrix:start -->"
-README_END = "<!-- matrix:end -->"
+#: The docs page that shows matrix.md between the two markers.
+PAGE = HERE.parent.parent / "docs" / "servers.md"
+PAGE_START = "<!-- matrix:start -->"
+PAGE_END = "<!-- matrix:end -->"
 
 #: The command that rewrites matrix.json, matrix.md and observed.md from a test run.
 REGENERATE = "python -m tests.matrix.generate"
@@ -100,6 +101,8 @@ def _cell(cell: Mapping[str, Any], server: str) -> str:
     lines: list[str] = []
     if cell.get("server_process") == "exited":
         lines.append("**the server exited** (no on_close)")
+    elif cell.get("websocket") == "none":
+        lines.append(f"no WebSocket: {_text(cell['wire'])}")
     elif context is None:
         if "on_close" not in cell:
             lines.append("no on_close")
@@ -193,17 +196,17 @@ def render_observed(matrix: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replace_readme_block(readme: str, block: str) -> str:
-    """``readme`` with the text between the matrix markers replaced by ``block``."""
-    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.S)
-    if not pattern.search(readme):
-        raise ValueError(f"README.md has no {README_START} ... {README_END} block")
-    return pattern.sub(lambda _: f"{README_START}\n{block.rstrip()}\n{README_END}", readme, count=1)
+def replace_page_block(page: str, block: str) -> str:
+    """``page`` with the text between the matrix markers replaced by ``block``."""
+    pattern = re.compile(re.escape(PAGE_START) + r".*?" + re.escape(PAGE_END), re.S)
+    if not pattern.search(page):
+        raise ValueError(f"docs/servers.md has no {PAGE_START} ... {PAGE_END} block")
+    return pattern.sub(lambda _: f"{PAGE_START}\n{block.rstrip()}\n{PAGE_END}", page, count=1)
 
 
-def readme_block(readme: str) -> str | None:
+def page_block(page: str) -> str | None:
     """The text between the matrix markers, or ``None`` when there is no block."""
-    start, end = readme.find(README_START), readme.find(README_END)
+    start, end = page.find(PAGE_START), page.find(PAGE_END)
     if start < 0 or end < start:
         return None
-    return readme[start + len(README_START) : end].strip("\n")
+    return page[start + len(PAGE_START) : end].strip("\n")

@@ -41,15 +41,15 @@ from tests.matrix.scenarios import (
 from tests.matrix.table import (
     MATRIX_MD,
     OBSERVED_MD,
-    README,
-    README_END,
-    README_START,
+    PAGE,
+    PAGE_END,
+    PAGE_START,
     REGENERATE,
     load_matrix,
-    readme_block,
+    page_block,
     render_matrix,
     render_observed,
-    replace_readme_block,
+    replace_page_block,
 )
 from tests.servers import SERVERS, server_versions
 
@@ -154,18 +154,18 @@ def test_markdown_is_generated_from_the_matrix() -> None:
     assert OBSERVED_MD.read_text(encoding="utf-8") == render_observed(matrix), f"observed.md is stale: {REGENERATE}"
 
 
-def test_readme_shows_the_matrix() -> None:
-    block = readme_block(README.read_text(encoding="utf-8"))
-    assert block is not None, "README.md has no <!-- matrix:start --> ... <!-- matrix:end --> block"
+def test_the_docs_show_the_matrix() -> None:
+    block = page_block(PAGE.read_text(encoding="utf-8"))
+    assert block is not None, "docs/servers.md has no <!-- matrix:start --> ... <!-- matrix:end --> block"
     assert block == MATRIX_MD.read_text(encoding="utf-8").strip("\n"), (
-        f"the README's matrix block differs from tests/matrix/matrix.md: {REGENERATE} --write-readme"
+        f"the matrix block of docs/servers.md differs from tests/matrix/matrix.md: {REGENERATE} --write-docs"
     )
 
 
-def test_readme_block_is_replaced_between_the_markers() -> None:
-    readme = f"intro\n{README_START}\nold table\n{README_END}\noutro\n"
-    new = replace_readme_block(readme, "new table\n")
-    assert new == f"intro\n{README_START}\nnew table\n{README_END}\noutro\n"
-    assert readme_block(new) == "new table"
+def test_the_page_block_is_replaced_between_the_markers() -> None:
+    page = f"intro\n{PAGE_START}\nold table\n{PAGE_END}\noutro\n"
+    new = replace_page_block(page, "new table\n")
+    assert new == f"intro\n{PAGE_START}\nnew table\n{PAGE_END}\noutro\n"
+    assert page_block(new) == "new table"
     with pytest.raises(ValueError, match="no <!-- matrix:start -->"):
-        replace_readme_block("no markers", "table")
+        replace_page_block("no markers", "table")
