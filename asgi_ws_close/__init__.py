@@ -1,12 +1,23 @@
 """asgi_ws_close: how did this WebSocket end? Who closed it, with which code and reason, cleanly?
 
-An ASGI middleware, :class:`WebSocketCloseMiddleware`, records the close of every WebSocket
-connection in a :class:`CloseContext` that it puts in the ASGI scope, normalised so that the
-answer is the same under every ASGI server. The package contains no networking code: a
-sans-I/O tracker (``_tracker.py``) turns ASGI messages into a close record, and a thin adapter
-(``_middleware.py``) feeds it.
+An ASGI middleware, `WebSocketCloseMiddleware`, records the close of every WebSocket
+connection in a `CloseContext` that it puts in the ASGI scope, normalised so that the
+answer is the same under every ASGI server. Read it with `get_close_context(websocket)` in a
+handler, or get it in an `on_close` hook once the connection has ended:
 
-Everything in the submodules' ``__all__`` is re-exported here as the public API.
+```python
+from asgi_ws_close import WebSocketCloseMiddleware
+
+def print_close(context, scope):
+    print(scope["path"], context)  # /ws closed by client: 4001 (private use) bye, clean
+
+app = WebSocketCloseMiddleware(app, on_close=print_close)
+```
+
+The package contains no networking code: a sans-I/O tracker turns ASGI messages into a close
+record, and a thin adapter feeds it. Everything in the submodules' `__all__` is re-exported
+here as the public API; the framework helpers are the submodules `asgi_ws_close.fastapi`,
+`asgi_ws_close.starlette`, `asgi_ws_close.litestar` and `asgi_ws_close.testing`.
 """
 
 from __future__ import annotations

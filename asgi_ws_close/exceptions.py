@@ -1,9 +1,8 @@
 """Exceptions raised by asgi_ws_close.
 
-* :exc:`WebSocketCloseError`: base class of every exception of this package.
-
-  * :exc:`MiddlewareNotInstalled` (also a :exc:`LookupError`): a close context was asked
-    for where :class:`~asgi_ws_close.WebSocketCloseMiddleware` does not run.
+- `WebSocketCloseError`: base class of every exception of this package.
+    - `MiddlewareNotInstalled` (also a `LookupError`): a close context was asked for where
+      `WebSocketCloseMiddleware` does not run.
 
 Nothing here is raised because of what a peer or a server sends: only misuse raises.
 """

@@ -1,34 +1,35 @@
 """FastAPI: declare the close context in a websocket route's signature.
 
-::
+```python
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from asgi_ws_close import WebSocketCloseMiddleware
+from asgi_ws_close.fastapi import CloseContextDep
 
-    from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-    from asgi_ws_close import WebSocketCloseMiddleware
-    from asgi_ws_close.fastapi import CloseContextDep
+app = FastAPI()
+app.add_middleware(WebSocketCloseMiddleware)
 
-    app = FastAPI()
-    app.add_middleware(WebSocketCloseMiddleware)
-
-    @app.websocket("/ws")
-    async def chat(websocket: WebSocket, close: CloseContextDep) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-        except WebSocketDisconnect:
-            print(close.initiator, close.code, close.reason)  # "client", 4001, "bye"
+@app.websocket("/ws")
+async def chat(websocket: WebSocket, close: CloseContextDep) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        print(close.initiator, close.code, close.reason)  # "client", 4001, "bye"
+```
 
 The dependency reads the context that the middleware put in the scope, so it works in
-``APIRouter`` routes, in sub-applications mounted with ``app.mount()`` (the middleware of the
+`APIRouter` routes, in sub-applications mounted with `app.mount()` (the middleware of the
 parent app reaches them: the mount passes the same scope), and next to any other
-dependency. The dependency resolves before the route runs, so its context is live: read it
-once the connection has ended (after ``WebSocketDisconnect``, or after your own close) for
-the close status; while it is open, ``close.state`` says so.
+dependency. The dependency resolves before the route runs, so its context is live: `state` is
+`CONNECTING`, then `OPEN`; right after the app's own `close(4002, ...)` it is `CLOSING`, with
+`sent` set to that close and `initiator` `"app"`; `code`, `clean` and `outcome` are set once the
+connection has ended (the server's disconnect, or the route's return). After
+`WebSocketDisconnect`, the client's close is all there.
 
-Without the middleware, the dependency raises
-:exc:`~asgi_ws_close.MiddlewareNotInstalled` before the handshake completes, naming the route
-and the fix: the client gets HTTP 500 (uvicorn logs the exception with its traceback) and
-``TestClient`` re-raises it in the test.
+Without the middleware, the dependency raises `MiddlewareNotInstalled` before the handshake
+completes, naming the route and the fix: the client gets HTTP 500 (uvicorn logs the exception
+with its traceback) and `TestClient` re-raises it in the test.
 """
 
 from __future__ import annotations
@@ -49,13 +50,13 @@ __all__ = ["CloseContextDep", "close_context"]
 
 
 async def close_context(connection: HTTPConnection) -> CloseContext:
-    """FastAPI dependency: the :class:`~asgi_ws_close.CloseContext` of this WebSocket.
+    """FastAPI dependency: the `CloseContext` of this WebSocket.
 
-    Declared ``async`` so that FastAPI calls it on the event loop, not in its thread pool.
+    Declared `async` so that FastAPI calls it on the event loop, not in its thread pool.
 
     Raises:
-        MiddlewareNotInstalled: :class:`~asgi_ws_close.WebSocketCloseMiddleware` does not
-            wrap the app, or the route is not a websocket route.
+        MiddlewareNotInstalled: `WebSocketCloseMiddleware` does not wrap the app, or the route
+            is not a websocket route.
     """
     try:
         return get_close_context(connection)
@@ -66,5 +67,5 @@ async def close_context(connection: HTTPConnection) -> CloseContext:
         ) from None
 
 
-#: ``Annotated`` alias for a route parameter: ``async def ws(websocket: WebSocket, close: CloseContextDep)``.
 CloseContextDep = Annotated[CloseContext, Depends(close_context)]
+"""`Annotated` alias for a route parameter: `async def ws(websocket: WebSocket, close: CloseContextDep)`."""

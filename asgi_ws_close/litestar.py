@@ -1,31 +1,31 @@
 """Litestar: the middleware goes in the app's middleware list; handlers read the context.
 
-::
+```python
+from litestar import Litestar, WebSocket, websocket
+from litestar.di import NamedDependency, Provide
+from asgi_ws_close import CloseContext
+from asgi_ws_close.litestar import close_middleware, provide_close_context
 
-    from litestar import Litestar, WebSocket, websocket
-    from litestar.di import NamedDependency, Provide
-    from asgi_ws_close import CloseContext
-    from asgi_ws_close.litestar import close_middleware, provide_close_context
+@websocket("/ws")
+async def chat(socket: WebSocket, close_context: NamedDependency[CloseContext]) -> None:
+    ...
 
-    @websocket("/ws")
-    async def chat(socket: WebSocket, close_context: NamedDependency[CloseContext]) -> None:
-        ...
+app = Litestar(
+    [chat],
+    middleware=[close_middleware(on_close=log_close)],
+    dependencies={"close_context": Provide(provide_close_context)},
+)
+```
 
-    app = Litestar(
-        [chat],
-        middleware=[close_middleware(on_close=log_close)],
-        dependencies={"close_context": Provide(provide_close_context)},
-    )
-
-:func:`close_middleware` is ``DefineMiddleware(WebSocketCloseMiddleware, **options)``, typed
+`close_middleware` is `DefineMiddleware(WebSocketCloseMiddleware, **options)`, typed
 for Litestar: the core's ASGI types are plain mappings, which mypy does not accept where
-Litestar expects its TypedDict-based ones. Untyped code may use ``DefineMiddleware`` (or
-``middleware=[WebSocketCloseMiddleware]``) directly, to the same effect.
+Litestar expects its TypedDict-based ones. Untyped code may use `DefineMiddleware` (or
+`middleware=[WebSocketCloseMiddleware]`) directly, to the same effect.
 
 Litestar builds the middleware stack per route handler, so connections to a path that
 matches no websocket route are not tracked (Litestar refuses them before any middleware
-runs). Without dependency injection, ``get_close_context(socket)`` reads the same context,
-in handlers and in a ``websocket_listener``'s ``on_disconnect`` callback.
+runs). Without dependency injection, `get_close_context(socket)` reads the same context,
+in handlers and in a `websocket_listener`'s `on_disconnect` callback.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ __all__ = ["close_middleware", "provide_close_context"]
 
 
 def close_middleware(**options: Any) -> DefineMiddleware:
-    """Return :class:`~asgi_ws_close.WebSocketCloseMiddleware` with ``options``, for ``middleware=[...]``.
+    """Return `WebSocketCloseMiddleware` with `options`, for `middleware=[...]`.
 
     Args:
-        options: The middleware's keyword options (``on_close``, ``invalid_close``, ...),
+        options: The middleware's keyword options (`on_close`, `invalid_close`, ...),
             checked when Litestar builds its route handlers' middleware stacks.
     """
     # Any: the middleware is a valid Litestar ASGI app factory, but its scope type is a plain
@@ -60,17 +60,17 @@ def close_middleware(**options: Any) -> DefineMiddleware:
 
 
 async def provide_close_context(socket: WebSocket[Any, Any, Any]) -> CloseContext:
-    """Litestar dependency provider: the :class:`~asgi_ws_close.CloseContext` of this WebSocket.
+    """Litestar dependency provider: the `CloseContext` of this WebSocket.
 
-    Register it with ``dependencies={"close_context": Provide(provide_close_context)}`` and
-    declare ``close_context: NamedDependency[CloseContext]`` in the handler. It is ``async``
-    so that Litestar needs no ``sync_to_thread`` decision for it.
+    Register it with `dependencies={"close_context": Provide(provide_close_context)}` and
+    declare `close_context: NamedDependency[CloseContext]` in the handler. It is `async`
+    so that Litestar needs no `sync_to_thread` decision for it.
 
     Raises:
-        MiddlewareNotInstalled: :class:`~asgi_ws_close.WebSocketCloseMiddleware` is not in
-            the middleware of this route's layers (app, router, controller or handler).
-            Litestar closes the connection with 4500 and logs the exception only with
-            ``debug=True`` (or ``logging_config=LoggingConfig(log_exceptions="always")``).
+        MiddlewareNotInstalled: `WebSocketCloseMiddleware` is not in the middleware of this
+            route's layers (app, router, controller or handler). Litestar closes the
+            connection with 4500 and logs the exception only with `debug=True` (or
+            `logging_config=LoggingConfig(log_exceptions="always")`).
     """
     try:
         return get_close_context(socket)

@@ -1,51 +1,53 @@
 """Capture close records in your own tests, with an in-process client.
 
-Wrap the app under test for the duration of a ``with`` block, drive it with Starlette's (or
-FastAPI's, or Litestar's) ``TestClient``, then assert on the records of the connections that
-ended, frozen :class:`~asgi_ws_close.CloseRecord` snapshots::
+Wrap the app under test for the duration of a `with` block, drive it with Starlette's (or
+FastAPI's, or Litestar's) `TestClient`, then assert on the records of the connections that
+ended, frozen `CloseRecord` snapshots:
 
-    from asgi_ws_close import Close
-    from asgi_ws_close.testing import capture_closes
+```python
+from asgi_ws_close import Close
+from asgi_ws_close.testing import capture_closes
 
-    # In a test, with client = TestClient(app): "a bad token is refused with 4403 'forbidden'".
-    with capture_closes(app) as closes, pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws?token=bad"):
-        pass
-    assert closes.last.sent == Close(4403, "forbidden")
+# In a test, with client = TestClient(app): "a bad token is refused with 4403 'forbidden'".
+with capture_closes(app) as closes, pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws?token=bad"):
+    pass
+assert closes.last.sent == Close(4403, "forbidden")
+```
 
 (A close before accept is a rejected handshake: the client gets HTTP 403, so the record's
-``code`` is 1006, as a browser reports it, and ``sent`` is the app's close. After accept,
-``closes.last.code`` and ``closes.last.reason`` are the app's.)
+`code` is 1006, as a browser reports it, and `sent` is the app's close. After accept,
+`closes.last.code` and `closes.last.reason` are the app's.)
 
-:func:`capture_closes` works whether or not the app has
-:class:`~asgi_ws_close.WebSocketCloseMiddleware`, and never changes what the app sees: it
+`capture_closes` works whether or not the app has
+`WebSocketCloseMiddleware`, and never changes what the app sees: it
 adds no scope key, no context variable and no close policy. When the app has the middleware,
-the record is the app's own context, as its ``on_close`` hooks saw it; when it has not, the
+the record is the app's own context, as its `on_close` hooks saw it; when it has not, the
 capture keeps a record of its own from the messages it sees pass.
 
-Limits of in-process clients (what a record under ``TestClient`` cannot show; test those with
+Limits of in-process clients (what a record under `TestClient` cannot show; test those with
 a real server):
 
-* No lost transport, so no 1006 from the network: ``TestClient`` ends a session with a
-  ``websocket.disconnect`` that always carries a code (``close(code, reason)``, and 1000 at the
-  end of the ``with websocket_connect(...)`` block if the app still runs). Send
-  ``{"type": "websocket.disconnect", "code": 1006}`` with ``session.send(...)`` to simulate one.
+* No lost transport, so no 1006 from the network: `TestClient` ends a session with a
+  `websocket.disconnect` that always carries a code (`close(code, reason)`, and 1000 at the
+  end of the `with websocket_connect(...)` block if the app still runs). Send
+  `{"type": "websocket.disconnect", "code": 1006}` with `session.send(...)` to simulate one.
 * No server of its own: no 1012 on shutdown, no protocol errors or size limits (initiator
-  ``"server"``), no HTTP 403 on the wire for a close before accept: ``websocket_connect``
-  raises ``WebSocketDisconnect(code, reason)`` with the app's code instead, while the record
-  says REJECTED with ``http_status`` 403, as a real server would answer.
-* No post-close disconnect: after the app's ``websocket.close``, uvicorn at once answers with a
-  ``websocket.disconnect`` of its own; ``TestClient`` sends nothing until the session's block
-  ends (its 1000 then, or the task is cancelled). A handler that awaits ``receive()`` after
-  closing waits until then. The record is the same (the app's code, initiator ``"app"``).
-* An exception from the app is re-raised in the test by ``TestClient``; under uvicorn the
-  client sees 1006 (or 1011 with ``close_on_error=True``). The record has it in ``error``.
-* Litestar's ``TestClient`` sends no reason with ``close(code)``, so the record's reason is
-  ``""``; used as a context manager (``with TestClient(app) as client``), it does not wait
-  for the app to finish when a session ends: call :meth:`CloseCapture.wait` before reading.
+  `"server"`), no HTTP 403 on the wire for a close before accept: `websocket_connect`
+  raises `WebSocketDisconnect(code, reason)` with the app's code instead, while the record
+  says REJECTED with `http_status` 403, as a real server would answer.
+* No post-close disconnect: after the app's `websocket.close`, uvicorn at once answers with a
+  `websocket.disconnect` of its own; `TestClient` sends nothing until the session's block
+  ends (its 1000 then, or the task is cancelled). A handler that awaits `receive()` after
+  closing waits until then. The record is the same (the app's code, initiator `"app"`).
+* An exception from the app is re-raised in the test by `TestClient`; under uvicorn the
+  client sees 1006 (or 1011 with `close_on_error=True`). The record has it in `error`.
+* Litestar's `TestClient` sends no reason with `close(code)`, so the record's reason is
+  `""`; used as a context manager (`with TestClient(app) as client`), it does not wait
+  for the app to finish when a session ends: call `CloseCapture.wait()` before reading.
 
-Records appear when the app's task ends (after the middleware's ``on_close`` hooks). With
-Starlette's ``TestClient`` that is by the time a ``websocket_connect`` block exits, or by the
-time ``websocket_connect`` raises for a rejected handshake.
+Records appear when the app's task ends (after the middleware's `on_close` hooks). With
+Starlette's `TestClient` that is by the time a `websocket_connect` block exits, or by the
+time `websocket_connect` raises for a rejected handshake.
 """
 
 from __future__ import annotations
@@ -65,16 +67,16 @@ from ._types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["CloseCapture", "capture_closes"]
 
-#: How long :meth:`CloseCapture.wait` waits by default, in seconds.
+#: How long `CloseCapture.wait()` waits by default, in seconds.
 DEFAULT_WAIT_TIMEOUT = 5.0
 
 
 class CloseCapture:
     """The records of the WebSocket connections that ended while capturing, oldest first.
 
-    :func:`capture_closes` makes one and instruments the app in place; for any other ASGI
-    app, make one yourself and drive ``capture.wrap(app)`` instead of ``app``. The app may
-    run in another thread (``TestClient`` runs it in one): the methods are thread-safe.
+    `capture_closes` makes one and instruments the app in place; for any other ASGI
+    app, make one yourself and drive `capture.wrap(app)` instead of `app`. The app may
+    run in another thread (`TestClient` runs it in one): the methods are thread-safe.
     """
 
     def __init__(self) -> None:
@@ -104,13 +106,13 @@ class CloseCapture:
         )
 
     def wait(self, count: int = 1, timeout: float = DEFAULT_WAIT_TIMEOUT) -> CloseRecord:
-        """Block until ``count`` connections in all have ended; return the last record.
+        """Block until `count` connections in all have ended; return the last record.
 
         For clients that run the app in another thread. Do not call it from the event loop
         that runs the app: nothing could end while it blocks.
 
         Raises:
-            AssertionError: fewer than ``count`` connections ended within ``timeout`` seconds.
+            AssertionError: fewer than `count` connections ended within `timeout` seconds.
             RuntimeError: called from a running event loop.
         """
         try:
@@ -146,7 +148,7 @@ class CloseCapture:
         return iter(self.records)
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
-        """Return an ASGI app that runs ``app`` and captures the record of every connection."""
+        """Return an ASGI app that runs `app` and captures the record of every connection."""
         return _CaptureApp(app, self)
 
     def _add(self, record: CloseRecord) -> None:
@@ -161,20 +163,20 @@ class CloseCapture:
 
 @contextmanager
 def capture_closes(app: Any) -> Iterator[CloseCapture]:
-    """Capture the close records of ``app``'s WebSocket connections, in place, while in the block.
+    """Capture the close records of `app`'s WebSocket connections, in place, while in the block.
 
     Supported in place: Starlette and FastAPI apps (the capture wraps the app's middleware
     stack, built now if the app has not run yet, as Starlette would on its first call),
-    Litestar apps (the capture wraps ``app.asgi_handler``), and
-    :class:`~asgi_ws_close.WebSocketCloseMiddleware` instances (the capture adds an
-    ``on_close`` hook). Everything is restored when the block exits, so clients made before
-    the block (a ``TestClient`` fixture) are captured too.
+    Litestar apps (the capture wraps `app.asgi_handler`), and
+    `WebSocketCloseMiddleware` instances (the capture adds an
+    `on_close` hook). Everything is restored when the block exits, so clients made before
+    the block (a `TestClient` fixture) are captured too.
 
     Args:
         app: The app under test, the very object your client drives.
 
     Raises:
-        TypeError: ``app`` is none of those: use ``CloseCapture().wrap(app)`` and drive that.
+        TypeError: `app` is none of those: use `CloseCapture().wrap(app)` and drive that.
     """
     capture = CloseCapture()
     if isinstance(app, WebSocketCloseMiddleware):
