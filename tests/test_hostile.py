@@ -26,13 +26,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from websockets.exceptions import ProtocolError
 from websockets.frames import Close as WebsocketsClose
 from wsproto.frame_protocol import FrameProtocol, ParseFailed
 
+from asgi_ws_close import Outcome
 from asgi_ws_close.integrations import CODE_LABELS, sanitize_reason
 from tests.rawclient import OP_CLOSE, Ending, RawWebSocket, close_payload
 from tests.reliabilityapp import (
@@ -179,7 +180,7 @@ def close_with(port: int, path: str, payload: bytes) -> Ending:
         return raw.read_ending()
 
 
-def expected_record(impl: str, payload: bytes, disconnect: dict[str, Any]) -> dict[str, Any]:
+def expected_record(impl: str, payload: bytes, disconnect: dict[str, Any], ending: Ending) -> dict[str, Any]:
     """The close fields for a client's close frame with ``payload`` (the server's words,
     ``disconnect``, decide the reason of a refusal)."""
     refused = refusal(impl, payload)
@@ -188,17 +189,14 @@ def expected_record(impl: str, payload: bytes, disconnect: dict[str, Any]) -> di
         close = {"code": code, "reason": payload[2:].decode("utf-8")}
         return {"initiator": "client", **close, "clean": True, "received": close, "received_then_sent": True}
     if impl == "websockets":
-        # Legacy websockets fails the connection but tells the app 1006, as for a drop.
-        return {
-            "initiator": None,
-            "code": 1006,
-            "reason": "",
-            "clean": False,
-            "received": None,
-            "received_then_sent": None,
-        }
-    assert disconnect["code"] == refused, disconnect
-    close = {"code": refused, "reason": disconnect["reason"]}
+        # Legacy websockets fails the connection and tells the app 1006, as for a drop; its
+        # protocol object holds the close frame it sent, which the record says: the client's view.
+        assert disconnect["code"] == 1006, disconnect
+        assert ending.kind == "close" and ending.code == refused, ending
+        close = {"code": refused, "reason": ending.reason}
+    else:
+        assert disconnect["code"] == refused, disconnect
+        close = {"code": refused, "reason": disconnect["reason"]}
     return {"initiator": "server", **close, "clean": False, "received": close, "received_then_sent": False}
 
 
@@ -214,7 +212,7 @@ def check_connections(target: Target, sent: dict[str, tuple[bytes, Ending]]) -> 
     for conn_id, (payload, ending) in sent.items():
         [on_close] = records[conn_id]
         handler = handlers[conn_id]
-        want = expected_record(target.impl, payload, handler["disconnect"])
+        want = expected_record(target.impl, payload, handler["disconnect"], ending)
         refused = refusal(target.impl, payload)
         if refused is None:
             wire_ok = ending == Ending("close", payload)  # the server echoes the client's close
@@ -286,6 +284,9 @@ def test_many_distinct_codes(target: Target) -> None:
     publish_figures("hostile-codes", figures)
 
 
+#: The values of the closes counter's outcome label: an outcome, or "unknown".
+OUTCOME_LABELS = {*get_args(Outcome), "unknown"}
+
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
 
@@ -306,7 +307,8 @@ def test_metrics_labels_stay_bounded(target: Target) -> None:
         if match is None or match["name"] != "websocket_server_closes_total":
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-        assert set(labels) == {"initiator", "code", "clean"}, labels
+        assert set(labels) == {"outcome", "initiator", "code", "clean"}, labels
+        assert labels["outcome"] in OUTCOME_LABELS, labels
         assert labels["initiator"] in {"client", "app", "server", "none"}, labels
         assert labels["code"] in CODE_LABELS, labels
         assert labels["clean"] in {"true", "false"}, labels
