@@ -1,23 +1,23 @@
-"""Ready-made ``on_close`` hooks for logging, Prometheus and OpenTelemetry.
+"""Ready-made `on_close` hooks for logging, Prometheus and OpenTelemetry.
 
 Each integration lives in its own module, so that importing one never imports another's
 third-party library:
 
-* :mod:`asgi_ws_close.integrations.logging`: :class:`~asgi_ws_close.integrations.logging.LogCloseHook`
-  and the ready hook ``log_close``, one structured line per close on the ``asgi_ws_close``
+* `asgi_ws_close.integrations.logging`: `LogCloseHook`
+  and the ready hook `log_close`, one structured line per close on the `asgi_ws_close`
   logger (standard library only).
-* :mod:`asgi_ws_close.integrations.prometheus`:
-  :class:`~asgi_ws_close.integrations.prometheus.PrometheusCloseMetrics`, a counter of
+* `asgi_ws_close.integrations.prometheus`:
+  `PrometheusCloseMetrics`, a counter of
   closes, a histogram of durations and a gauge of active connections
-  (``pip install "asgi-ws-close[prometheus]"``).
-* :mod:`asgi_ws_close.integrations.otel`:
-  :class:`~asgi_ws_close.integrations.otel.OpenTelemetryCloseInstrumentation`, close attributes on the
+  (`pip install "asgi-ws-close[prometheus]"`).
+* `asgi_ws_close.integrations.otel`:
+  `OpenTelemetryCloseInstrumentation`, close attributes on the
   connection's span and close metrics through the OpenTelemetry API
-  (``pip install "asgi-ws-close[otel]"``).
+  (`pip install "asgi-ws-close[otel]"`).
 
 All of them run after the connection ended, never on the message path, and pass every
-peer-controlled value through :func:`sanitize_reason` (logs, span attributes) or
-:func:`code_label` (metric labels), re-exported here.
+peer-controlled value through `sanitize_reason` (logs, span attributes) or
+`code_label` (metric labels), re-exported here.
 """
 
 from __future__ import annotations
@@ -48,10 +48,26 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 )
 
 
-class _ConnectionsInProgress:
-    """Wrap an app so that ``add(1)`` and ``add(-1)`` bracket each WebSocket connection.
+class _ConnectionsMiddleware:
+    """The factory behind `metrics.middleware` and `otel.middleware`: `factory(app)` wraps
+    `app` in `_ConnectionsInProgress`.
 
-    ``add(-1)`` runs however the app's call ends: returned, raised or cancelled. Other scopes
+    An instance rather than a bound method: Sentry's Starlette integration sets `__call__` on
+    whatever `Middleware(...)` is given (`app.add_middleware(metrics.middleware)` builds one),
+    which a bound method refuses with `AttributeError`. On an instance the attribute is inert.
+    """
+
+    def __init__(self, add: Callable[[int], object]) -> None:
+        self._add = add
+
+    def __call__(self, app: ASGIApp) -> ASGIApp:
+        return _ConnectionsInProgress(app, self._add)
+
+
+class _ConnectionsInProgress:
+    """Wrap an app so that `add(1)` and `add(-1)` bracket each WebSocket connection.
+
+    `add(-1)` runs however the app's call ends: returned, raised or cancelled. Other scopes
     pass straight through, and nothing is on the message path: receive and send reach the app
     untouched. The active-connections gauge of the Prometheus and OpenTelemetry integrations.
     """

@@ -1,20 +1,22 @@
-"""One structured log line per WebSocket close, on the ``asgi_ws_close`` logger.
+"""One structured log line per WebSocket close, on the `asgi_ws_close` logger.
 
-Use the ready hook::
+Use the ready hook:
 
-    from asgi_ws_close import WebSocketCloseMiddleware
-    from asgi_ws_close.integrations.logging import log_close
+```python
+from asgi_ws_close import WebSocketCloseMiddleware
+from asgi_ws_close.integrations.logging import log_close
 
-    app = WebSocketCloseMiddleware(app, on_close=log_close)
+app = WebSocketCloseMiddleware(app, on_close=log_close)
+```
 
-or build one with other levels or another logger with :class:`LogCloseHook`. Each line is a
-human sentence, and the record's fields travel in ``extra`` under one key, :data:`EXTRA_KEY`
-(``record.ws_close``), so that JSON formatters (python-json-logger, structlog's
-``ProcessorFormatter``, ECS and Datadog formatters) emit them as one nested object.
+or build one with other levels or another logger with `LogCloseHook`. Each line is a
+human sentence, and the record's fields travel in `extra` under one key, `EXTRA_KEY`
+(`record.ws_close`), so that JSON formatters (python-json-logger, structlog's
+`ProcessorFormatter`, ECS and Datadog formatters) emit them as one nested object.
 
 Every string that a peer or the app controls (reasons, the path, exception messages) is
-passed through :func:`~asgi_ws_close.integrations.sanitize_reason`, in the message and in
-``extra`` alike: a formatter that prints ``extra`` as it is cannot be tricked either.
+passed through `sanitize_reason`, in the message and in
+`extra` alike: a formatter that prints `extra` as it is cannot be tricked either.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ __all__ = ["EXTRA_KEY", "LOGGER_NAME", "LogCloseHook", "close_log_fields", "log_
 #: The logger the ready hook writes to (the one the middleware reports hook errors on).
 LOGGER_NAME = "asgi_ws_close"
 
-#: The ``extra`` key, hence the :class:`logging.LogRecord` attribute, holding the fields.
+#: The `extra` key, hence the `logging.LogRecord` attribute, holding the fields.
 EXTRA_KEY = "ws_close"
 
 
@@ -48,12 +50,12 @@ def close_log_fields(
 ) -> dict[str, Any]:
     """Return the fields of a close as a JSON-serialisable dict, every text sanitised.
 
-    The keys are those of :meth:`CloseContext.to_dict() <asgi_ws_close.CloseRecord.to_dict>`,
-    plus ``path`` (percent-encoded, as in uvicorn's access log) and ``client``
-    (``"host:port"``) when ``scope`` is given. Every string in it (``reason``, the reasons
-    in ``received``, ``sent`` and ``requested``, ``error.message``, ``path``, and the rest)
-    went through :func:`~asgi_ws_close.integrations.sanitize_reason` with ``max_length``. Handy for
-    structlog and friends: ``logger.info("websocket closed", **close_log_fields(context, scope))``.
+    The keys are those of `CloseContext.to_dict()`,
+    plus `path` (percent-encoded, as in uvicorn's access log) and `client`
+    (`"host:port"`) when `scope` is given. Every string in it (`reason`, the reasons
+    in `received`, `sent` and `requested`, `error.message`, `path`, and the rest)
+    went through `sanitize_reason` with `max_length`. Handy for
+    structlog and friends: `logger.info("websocket closed", **close_log_fields(context, scope))`.
 
     Args:
         context: The connection's context (or a snapshot of it).
@@ -79,18 +81,20 @@ def close_log_fields(
 
 
 class LogCloseHook:
-    """An ``on_close`` hook that logs one line per connection.
+    """An `on_close` hook that logs one line per connection.
 
-    Clean closes log at ``clean_level``; everything else (a lost transport, 1006, a rejected
-    handshake, a protocol error, an app that raised) at ``abnormal_level``. A line reads::
+    Clean closes log at `clean_level`; everything else (a lost transport, 1006, a rejected
+    handshake, a protocol error, an app that raised) at `abnormal_level`. A line reads:
 
-        WebSocket /ws closed by client after 12.034 s, clean: 4001 (private use) bye
-        WebSocket /ws closed by app after 0.002 s, not clean, app raised KeyError: 1006 (abnormal closure [internal])
-        WebSocket /ws rejected by the app (HTTP 403) after 0.001 s, not clean: 1006 (abnormal closure [internal])
+    ```text
+    WebSocket /ws closed by client after 12.034 s, clean: 4001 (private use) bye
+    WebSocket /ws closed by app after 0.002 s, not clean, app raised KeyError: 1006 (abnormal closure [internal])
+    WebSocket /ws rejected by the app (HTTP 403) after 0.001 s, not clean: 1006 (abnormal closure [internal])
+    ```
 
     The path is percent-encoded (as in uvicorn's access log) and the reason comes last, so
     nothing a peer writes can pass for another field. An app error is named by its type
-    (its sanitised message is in ``extra``), without a traceback: the middleware re-raises
+    (its sanitised message is in `extra`), without a traceback: the middleware re-raises
     the exception unchanged, and the server logs it with its traceback already.
 
     Args:
@@ -100,7 +104,7 @@ class LogCloseHook:
         max_length: The cap on every sanitised string, in characters.
 
     Raises:
-        ValueError: ``max_length`` is less than 1.
+        ValueError: `max_length` is less than 1.
     """
 
     def __init__(
@@ -133,7 +137,7 @@ class LogCloseHook:
         return f"<LogCloseHook logger={self.logger.name!r} clean={clean} abnormal={abnormal}>"
 
 
-#: The ready hook: ``LogCloseHook()``, INFO and WARNING on the ``asgi_ws_close`` logger.
+#: The ready hook: `LogCloseHook()`, INFO and WARNING on the `asgi_ws_close` logger.
 log_close = LogCloseHook()
 
 

@@ -1,68 +1,70 @@
 """OpenTelemetry: close attributes on the connection's span, close metrics through the API.
 
-Install with ``pip install "asgi-ws-close[otel]"`` (the OpenTelemetry API only; the SDK and
-exporters are the application's choice), then::
+Install with `pip install "asgi-ws-close[otel]"` (the OpenTelemetry API only; the SDK and
+exporters are the application's choice), then:
 
-    from asgi_ws_close import WebSocketCloseMiddleware
-    from asgi_ws_close.integrations.otel import OpenTelemetryCloseInstrumentation
+```python
+from asgi_ws_close import WebSocketCloseMiddleware
+from asgi_ws_close.integrations.otel import OpenTelemetryCloseInstrumentation
 
-    otel = OpenTelemetryCloseInstrumentation()
-    app = otel.middleware(WebSocketCloseMiddleware(app, on_close=otel.on_close))
-    app = OpenTelemetryMiddleware(app)  # opentelemetry-instrumentation-asgi, outermost
+otel = OpenTelemetryCloseInstrumentation()
+app = otel.middleware(WebSocketCloseMiddleware(app, on_close=otel.on_close))
+app = OpenTelemetryMiddleware(app)  # opentelemetry-instrumentation-asgi, outermost
+```
 
 The hook runs in the connection's task, after the app returned, inside the span that an
-outer instrumentation (``OpenTelemetryMiddleware``) opened for the connection. One
+outer instrumentation (`OpenTelemetryMiddleware`) opened for the connection. One
 vocabulary serves spans and metrics, and each attribute name has one type wherever it
 appears (the README's table lists them all). No semantic convention exists for WebSocket
 closes yet: the names follow OpenTelemetry's naming rules (lowercase, dot-separated
 namespaces, snake_case words, no name that is also a namespace) and the nearest existing
-conventions: Datadog's ``websocket.close.code`` and ``websocket.close.reason``, and the
-general conventions' ``network.protocol.version``, ``http.response.status_code`` and
-``error.type``.
+conventions: Datadog's `websocket.close.code` and `websocket.close.reason`, and the
+general conventions' `network.protocol.version`, `http.response.status_code` and
+`error.type`.
 
 If the connection's span is recording, it gets:
 
-* ``websocket.close.code`` (int): the close code (1006 when no close frame was exchanged);
+* `websocket.close.code` (int): the close code (1006 when no close frame was exchanged);
   not set when the server could not report it.
-* ``websocket.close.reason`` (string): the close reason, sanitised (escaped and capped).
-* ``websocket.close.initiator`` (string): ``client``, ``app`` or ``server``; not set when
+* `websocket.close.reason` (string): the close reason, sanitised (escaped and capped).
+* `websocket.close.initiator` (string): `client`, `app` or `server`; not set when
   the transport was lost and nobody closed.
-* ``websocket.close.clean`` (boolean): whether it closed cleanly (``CloseEvent.wasClean``).
-* ``websocket.close.outcome`` (string): how it ended, in one word (``client_closed``,
-  ``app_closed``, ``rejected``, ``app_error``, ``dropped``, ``server_timeout``,
-  ``server_shutdown``, ``server_error``); not set where the server cannot tell.
-* ``network.protocol.version`` (string): the HTTP version of the upgrade (``1.1``, ``2``).
-* ``websocket.connection.state`` (string): ``closed``, or ``rejected`` for a refused handshake.
-* ``websocket.received.message_count``, ``websocket.sent.message_count`` (int): the
-  messages the app received and sent; only with ``WebSocketCloseMiddleware(count_messages=True)``.
-* ``http.response.status_code`` (int): the HTTP status of a rejected handshake.
-* ``error.type`` (string): the type of the exception that escaped the app.
+* `websocket.close.clean` (boolean): whether it closed cleanly (`CloseEvent.wasClean`).
+* `websocket.close.outcome` (string): how it ended, in one word (`client_closed`,
+  `app_closed`, `rejected`, `app_error`, `dropped`, `server_timeout`,
+  `server_shutdown`, `server_error`); not set where the server cannot tell.
+* `network.protocol.version` (string): the HTTP version of the upgrade (`1.1`, `2`).
+* `websocket.connection.state` (string): `closed`, or `rejected` for a refused handshake.
+* `websocket.received.message_count`, `websocket.sent.message_count` (int): the
+  messages the app received and sent; only with `WebSocketCloseMiddleware(count_messages=True)`.
+* `http.response.status_code` (int): the HTTP status of a rejected handshake.
+* `error.type` (string): the type of the exception that escaped the app.
 
-The metrics, on the meter ``asgi_ws_close``:
+The metrics, on the meter `asgi_ws_close`:
 
-* ``websocket.server.closes`` (counter, ``{close}``): ended connections, rejected
-  handshakes included, with ``websocket.close.initiator``, ``websocket.close.code_class``,
-  ``websocket.close.clean`` and ``websocket.close.outcome``. ``websocket.close.code_class``
-  (string) is the bounded label of `code_label()` (``"1000"``, ``"4xxx"``, ``"other"``,
-  ``"none"``...), so that peers cannot create time series at will; spans carry the exact
-  code as the int ``websocket.close.code``.
-* ``websocket.server.connection.duration`` (histogram, ``s``): from the handshake request to
-  the end, with ``websocket.close.initiator``, ``websocket.close.clean`` and
-  ``websocket.close.outcome``.
-* ``websocket.server.active_connections`` (up-down counter, ``{connection}``): connections
+* `websocket.server.closes` (counter, `{close}`): ended connections, rejected
+  handshakes included, with `websocket.close.initiator`, `websocket.close.code_class`,
+  `websocket.close.clean` and `websocket.close.outcome`. `websocket.close.code_class`
+  (string) is the bounded label of `code_label()` (`"1000"`, `"4xxx"`, `"other"`,
+  `"none"`...), so that peers cannot create time series at will; spans carry the exact
+  code as the int `websocket.close.code`.
+* `websocket.server.connection.duration` (histogram, `s`): from the handshake request to
+  the end, with `websocket.close.initiator`, `websocket.close.clean` and
+  `websocket.close.outcome`.
+* `websocket.server.active_connections` (up-down counter, `{connection}`): connections
   being served, handshakes included; fed by `OpenTelemetryCloseInstrumentation.middleware`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from .. import __version__
 from .._record import CloseContext
 from .._sanitize import MAX_REASON_LENGTH, code_label, sanitize_reason
 from .._tracker import ConnectionState
 from .._types import ASGIApp, Scope
-from . import DEFAULT_DURATION_BUCKETS, _ConnectionsInProgress
+from . import DEFAULT_DURATION_BUCKETS, _ConnectionsMiddleware
 
 try:
     from opentelemetry import metrics, trace
@@ -97,7 +99,7 @@ __all__ = [
 METER_NAME = "asgi_ws_close"
 
 # Each name has one type wherever it appears (span or metric), and none is also the
-# namespace of another (OpenTelemetry's naming rules): hence ``code_class``, not ``code.class``.
+# namespace of another (OpenTelemetry's naming rules): hence `code_class`, not `code.class`.
 #: int, spans only: the exact close code.
 ATTR_CODE = "websocket.close.code"
 #: string, metrics only: the close code's bounded label, `code_label()`.
@@ -112,9 +114,9 @@ ATTR_CLEAN = "websocket.close.clean"
 ATTR_OUTCOME = "websocket.close.outcome"
 #: string, spans only.
 ATTR_STATE = "websocket.connection.state"
-#: int, spans only (``count_messages=True``).
+#: int, spans only (`count_messages=True`).
 ATTR_RECEIVED_MESSAGES = "websocket.received.message_count"
-#: int, spans only (``count_messages=True``).
+#: int, spans only (`count_messages=True`).
 ATTR_SENT_MESSAGES = "websocket.sent.message_count"
 # Attributes of the general semantic conventions, spans only.
 #: int: the HTTP status of a rejected handshake.
@@ -132,18 +134,18 @@ METRIC_ACTIVE_CONNECTIONS = "websocket.server.active_connections"
 class OpenTelemetryCloseInstrumentation:
     """The close attributes and metrics of OpenTelemetry, as a hook and a middleware.
 
-    Pass :meth:`on_close` to :class:`~asgi_ws_close.WebSocketCloseMiddleware`, and wrap the
-    app with :meth:`middleware` for the active-connections counter. The instruments are
-    created once, here, on the meter of ``meter_provider`` (the global one by default:
+    Pass `on_close` to `WebSocketCloseMiddleware`, and wrap the
+    app with `middleware` for the active-connections counter. The instruments are
+    created once, here, on the meter of `meter_provider` (the global one by default:
     until the application sets one, the API's proxies record nothing and cost little).
 
     Args:
-        meter_provider: The :class:`~opentelemetry.metrics.MeterProvider`; ``None`` for the
+        meter_provider: The `MeterProvider`; `None` for the
             global one.
-        keep_codes: Close codes that get a ``websocket.close.code_class`` value of their
+        keep_codes: Close codes that get a `websocket.close.code_class` value of their
             own even outside the registry (the app's own 4000-4999 codes). A fixed
             set: each may become a time series.
-        record_reason: Whether spans get ``websocket.close.reason``. It is what the peer
+        record_reason: Whether spans get `websocket.close.reason`. It is what the peer
             wrote (sanitised): turn it off if reasons may carry personal data.
         max_length: The cap on the sanitised reason, in characters.
         duration_buckets: The bucket boundaries advised for the duration histogram.
@@ -182,7 +184,7 @@ class OpenTelemetryCloseInstrumentation:
         )
 
     def on_close(self, context: CloseContext, scope: Scope) -> None:
-        """The ``on_close`` hook: annotate the current span, record the metrics.
+        """The `on_close` hook: annotate the current span, record the metrics.
 
         Called for a connection that has not ended (by hand), it does nothing.
         """
@@ -230,11 +232,14 @@ class OpenTelemetryCloseInstrumentation:
             attributes[ATTR_ERROR_TYPE] = type(error).__qualname__
         return attributes
 
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        """Wrap ``app`` so that the active-connections counter follows each WebSocket.
+    @property
+    def middleware(self) -> Callable[[ASGIApp], ASGIApp]:
+        """A middleware factory: `otel.middleware(app)` wraps `app` so that the
+        active-connections counter follows each WebSocket.
 
-        It goes up when a ``websocket`` scope arrives and down when the app's call returns,
+        It goes up when a `websocket` scope arrives and down when the app's call returns,
         raises or is cancelled; other scopes pass straight through. Works as a Starlette
-        middleware factory too: ``app.add_middleware(otel.middleware)``.
+        middleware factory too, Sentry's Starlette integration or not:
+        `app.add_middleware(otel.middleware)`.
         """
-        return _ConnectionsInProgress(app, self.active_connections.add)
+        return _ConnectionsMiddleware(self.active_connections.add)

@@ -1,48 +1,52 @@
 """Prometheus metrics of WebSocket closes, with prometheus-client.
 
-Install with ``pip install "asgi-ws-close[prometheus]"``, then::
+Install with `pip install "asgi-ws-close[prometheus]"`, then:
 
-    from prometheus_client import make_asgi_app
-    from asgi_ws_close import WebSocketCloseMiddleware
-    from asgi_ws_close.integrations.prometheus import PrometheusCloseMetrics
+```python
+from asgi_ws_close import WebSocketCloseMiddleware
+from asgi_ws_close.integrations.prometheus import PrometheusCloseMetrics, exposition_registry
 
-    metrics = PrometheusCloseMetrics()  # once per process: it registers its metrics
-    app = metrics.middleware(WebSocketCloseMiddleware(app, on_close=metrics.on_close))
-    # and serve make_asgi_app() at /metrics
+metrics = PrometheusCloseMetrics()  # once per process: it registers its metrics
+app = metrics.middleware(WebSocketCloseMiddleware(app, on_close=metrics.on_close))
+registry = exposition_registry()  # serve generate_latest(registry) at /metrics
+```
 
-The metrics (with the default ``namespace="websocket"``, ``subsystem="server"``):
+docs/observability.md has the whole recipe, for one process, `uvicorn --workers N` and
+gunicorn.
 
-* ``websocket_server_closes_total{initiator, code, clean, outcome}``: counter, one per ended
-  connection, rejected handshakes included. ``outcome`` is the context's
-  :attr:`~asgi_ws_close.CloseContext.outcome` (``client_closed``, ``app_closed``,
-  ``rejected``, ``app_error``, ``dropped``, ``server_timeout``, ``server_shutdown``,
-  ``server_error``, or ``unknown`` where the server cannot tell); ``initiator`` is ``client``,
-  ``app``, ``server`` or ``none`` (the transport was lost); ``code`` is a bounded label from
-  :func:`~asgi_ws_close.integrations.code_label` (registered codes as themselves, others as
-  ``1xxx``-``4xxx`` or ``other``); ``clean`` is ``true`` or ``false``. Reasons are never labels.
-* ``websocket_server_connection_duration_seconds{initiator, clean, outcome}``: histogram of the time
-  from the handshake request to the end, in seconds (:data:`DEFAULT_DURATION_BUCKETS`).
-* ``websocket_server_active_connections``: gauge of the WebSocket connections being served,
-  from the handshake request until the app's task ends. The ``on_close`` hook only runs at
-  the end, so this one needs :meth:`PrometheusCloseMetrics.middleware` around the app; it
+The metrics (with the default `namespace="websocket"`, `subsystem="server"`):
+
+* `websocket_server_closes_total{initiator, code, clean, outcome}`: counter, one per ended
+  connection, rejected handshakes included. `outcome` is the context's
+  `CloseContext.outcome` (`client_closed`, `app_closed`,
+  `rejected`, `app_error`, `dropped`, `server_timeout`, `server_shutdown`,
+  `server_error`, or `unknown` where the server cannot tell); `initiator` is `client`,
+  `app`, `server` or `none` (the transport was lost); `code` is a bounded label from
+  `code_label` (registered codes as themselves, others as
+  `1xxx`-`4xxx` or `other`); `clean` is `true` or `false`. Reasons are never labels.
+* `websocket_server_connection_duration_seconds{initiator, clean, outcome}`: histogram of the time
+  from the handshake request to the end, in seconds (`DEFAULT_DURATION_BUCKETS`).
+* `websocket_server_active_connections`: gauge of the WebSocket connections being served,
+  from the handshake request until the app's task ends. The `on_close` hook only runs at
+  the end, so this one needs `PrometheusCloseMetrics.middleware` around the app; it
   costs nothing per message.
 
-Multiprocess mode (gunicorn or ``uvicorn --workers N`` with ``PROMETHEUS_MULTIPROC_DIR``)
+Multiprocess mode (gunicorn or `uvicorn --workers N` with `PROMETHEUS_MULTIPROC_DIR`)
 works as prometheus-client documents it: the counter and the histogram add up across
-workers, and the gauge is ``multiprocess_mode="livesum"``, the sum over live workers. Serve
-:func:`exposition_registry` at ``/metrics``: in multiprocess mode it reads every worker's
-files through :class:`LiveMultiProcessCollector`, which first drops the live-gauge files of
-the workers that no longer run (:func:`mark_dead_workers`). A worker that dies without a
-hook (``uvicorn --workers N`` restarts a killed worker silently) so stops counting its open
+workers, and the gauge is `multiprocess_mode="livesum"`, the sum over live workers. Serve
+`exposition_registry` at `/metrics`: in multiprocess mode it reads every worker's
+files through `LiveMultiProcessCollector`, which first drops the live-gauge files of
+the workers that no longer run (`mark_dead_workers`). A worker that dies without a
+hook (`uvicorn --workers N` restarts a killed worker silently) so stops counting its open
 connections at the next scrape, while its counter and histogram files, every close it
-recorded, stay. :class:`PrometheusCloseMetrics` does the same sweep once when it is created
+recorded, stay. `PrometheusCloseMetrics` does the same sweep once when it is created
 in a worker.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -50,7 +54,7 @@ from .._record import CloseContext
 from .._sanitize import code_label
 from .._tracker import ConnectionState
 from .._types import ASGIApp, Scope
-from . import DEFAULT_DURATION_BUCKETS, _ConnectionsInProgress
+from . import DEFAULT_DURATION_BUCKETS, _ConnectionsMiddleware
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -74,25 +78,25 @@ class PrometheusCloseMetrics:
     """The close metrics of a process, with the hook and the middleware that feed them.
 
     Create it once per process (a second instance on the same registry would register the
-    same names twice, which prometheus-client refuses with :exc:`ValueError`), then pass
-    :meth:`on_close` to :class:`~asgi_ws_close.WebSocketCloseMiddleware` and wrap the app
-    with :meth:`middleware` for the active-connections gauge.
+    same names twice, which prometheus-client refuses with `ValueError`), then pass
+    `on_close` to `WebSocketCloseMiddleware` and wrap the app
+    with `middleware` for the active-connections gauge.
 
     Args:
-        registry: Where to register the metrics: prometheus-client's default ``REGISTRY``,
-            another :class:`~prometheus_client.CollectorRegistry`, or ``None`` for none.
+        registry: Where to register the metrics: prometheus-client's default `REGISTRY`,
+            another `CollectorRegistry`, or `None` for none.
         namespace: The first part of the metric names.
         subsystem: The second part of the metric names.
-        keep_codes: Close codes that get a ``code`` label of their own even outside the
-            registry, typically the app's own 4000-4999 codes (``{4001, 4003}``). A fixed
+        keep_codes: Close codes that get a `code` label of their own even outside the
+            registry, typically the app's own 4000-4999 codes (`{4001, 4003}`). A fixed
             set: each may become a time series.
         duration_buckets: The upper bounds of the duration histogram, in seconds.
 
     Attributes:
-        closes: The ``closes_total`` :class:`~prometheus_client.Counter`.
-        connection_duration: The ``connection_duration_seconds``
-            :class:`~prometheus_client.Histogram`.
-        active_connections: The ``active_connections`` :class:`~prometheus_client.Gauge`.
+        closes: The `closes_total` `Counter`.
+        connection_duration: The `connection_duration_seconds`
+            `Histogram`.
+        active_connections: The `active_connections` `Gauge`.
     """
 
     def __init__(
@@ -137,7 +141,7 @@ class PrometheusCloseMetrics:
             mark_dead_workers(directory)
 
     def on_close(self, context: CloseContext, scope: Scope) -> None:
-        """The ``on_close`` hook: count the close and observe its duration.
+        """The `on_close` hook: count the close and observe its duration.
 
         Called for a connection that has not ended (by hand), it does nothing.
         """
@@ -151,30 +155,33 @@ class PrometheusCloseMetrics:
         assert duration is not None  # ended connections always have one
         self.connection_duration.labels(initiator, clean, outcome).observe(duration)
 
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        """Wrap ``app`` so that the active-connections gauge follows each WebSocket.
+    @property
+    def middleware(self) -> Callable[[ASGIApp], ASGIApp]:
+        """A middleware factory: `metrics.middleware(app)` wraps `app` so that the
+        active-connections gauge follows each WebSocket.
 
-        The gauge goes up when a ``websocket`` scope arrives and down when the app's call
+        The gauge goes up when a `websocket` scope arrives and down when the app's call
         returns, raises or is cancelled; other scopes pass straight through. Works as a
-        Starlette middleware factory too: ``app.add_middleware(metrics.middleware)``.
+        Starlette middleware factory too, Sentry's Starlette integration or not:
+        `app.add_middleware(metrics.middleware)`.
         """
-        return _ConnectionsInProgress(app, self.active_connections.inc)
+        return _ConnectionsMiddleware(self.active_connections.inc)
 
 
 # Multiprocess mode: the live gauges of dead workers.
 
-#: prometheus-client's live gauge files: ``gauge_<mode>_<pid>.db``, mode ``live*``.
+#: prometheus-client's live gauge files: `gauge_<mode>_<pid>.db`, mode `live*`.
 _LIVE_GAUGE_PREFIX = "gauge_live"
 
 
 def _multiprocess_dir() -> str | None:
-    """The multiprocess directory, as prometheus-client reads it; ``None`` outside that mode."""
+    """The multiprocess directory, as prometheus-client reads it; `None` outside that mode."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
     return path if path and os.path.isdir(path) else None
 
 
 def _running(pid: int) -> bool:
-    """Whether process ``pid`` exists and has not exited (a zombie has exited)."""
+    """Whether process `pid` exists and has not exited (a zombie has exited)."""
     if pid <= 0:
         return False
     try:
@@ -196,21 +203,21 @@ def _running(pid: int) -> bool:
 def mark_dead_workers(path: str | os.PathLike[str] | None = None) -> list[int]:
     """Remove the live-gauge files of the worker processes that no longer run.
 
-    prometheus-client keeps a ``gauge_live*_<pid>.db`` file per process and gauge mode;
-    ``multiprocess_mode="livesum"`` sums every file it finds, so a worker that died without
-    :func:`prometheus_client.multiprocess.mark_process_dead` being called for it (a SIGKILL,
-    an out-of-memory kill, ``uvicorn --workers N``, which has no hook) keeps adding the
-    connections it had open. This removes those files, as ``mark_process_dead`` does, for
+    prometheus-client keeps a `gauge_live*_<pid>.db` file per process and gauge mode;
+    `multiprocess_mode="livesum"` sums every file it finds, so a worker that died without
+    `prometheus_client.multiprocess.mark_process_dead` being called for it (a SIGKILL,
+    an out-of-memory kill, `uvicorn --workers N`, which has no hook) keeps adding the
+    connections it had open. This removes those files, as `mark_process_dead` does, for
     every PID in the directory that is not a running process (or is a zombie). Counter and
     histogram files are never touched: the closes a dead worker recorded still count.
 
-    One directory listing, and one ``kill(pid, 0)`` per live-gauge file; the directory must
+    One directory listing, and one `kill(pid, 0)` per live-gauge file; the directory must
     belong to processes of this PID namespace (one server, one container), as
     prometheus-client's PID-named files assume. A dead worker's PID taken over by an
     unrelated process keeps its file until that one ends too.
 
     Args:
-        path: The multiprocess directory; default ``PROMETHEUS_MULTIPROC_DIR``.
+        path: The multiprocess directory; default `PROMETHEUS_MULTIPROC_DIR`.
 
     Returns:
         The PIDs whose files were removed, sorted.
@@ -246,15 +253,15 @@ def mark_dead_workers(path: str | os.PathLike[str] | None = None) -> list[int]:
 
 
 class LiveMultiProcessCollector:
-    """prometheus-client's :class:`~prometheus_client.multiprocess.MultiProcessCollector`,
+    """prometheus-client's `MultiProcessCollector`,
     minus the live gauges of dead workers.
 
-    Each collection (each scrape of ``/metrics``) first calls :func:`mark_dead_workers` on
-    the directory, then merges every worker's files as ``MultiProcessCollector`` does.
+    Each collection (each scrape of `/metrics`) first calls `mark_dead_workers` on
+    the directory, then merges every worker's files as `MultiProcessCollector` does.
 
     Args:
-        registry: Where to register it (``None``: nowhere).
-        path: The multiprocess directory; default ``PROMETHEUS_MULTIPROC_DIR``.
+        registry: Where to register it (`None`: nowhere).
+        path: The multiprocess directory; default `PROMETHEUS_MULTIPROC_DIR`.
     """
 
     def __init__(self, registry: CollectorRegistry | None, path: str | os.PathLike[str] | None = None) -> None:
@@ -273,12 +280,12 @@ class LiveMultiProcessCollector:
 
 
 def exposition_registry(registry: CollectorRegistry = REGISTRY) -> CollectorRegistry:
-    """The registry to serve at ``/metrics``, in one process or several.
+    """The registry to serve at `/metrics`, in one process or several.
 
-    Without ``PROMETHEUS_MULTIPROC_DIR``: ``registry`` itself. In multiprocess mode: a new
-    :class:`~prometheus_client.CollectorRegistry` holding a :class:`LiveMultiProcessCollector`
+    Without `PROMETHEUS_MULTIPROC_DIR`: `registry` itself. In multiprocess mode: a new
+    `CollectorRegistry` holding a `LiveMultiProcessCollector`
     (prometheus-client's multiprocess recipe, dead workers' live gauges dropped at each
-    scrape); ``registry`` is then unused, since every worker's metrics are in the files.
+    scrape); `registry` is then unused, since every worker's metrics are in the files.
     """
     if _multiprocess_dir() is None:
         return registry
