@@ -83,7 +83,7 @@ def python_blocks() -> list[Block]:
 
 
 def _top_level_modules(code: str) -> set[str]:
-    modules = set()
+    modules: set[str] = set()
     for node in ast.walk(ast.parse(code)):
         if isinstance(node, ast.Import):
             modules.update(alias.name.split(".")[0] for alias in node.names)
@@ -160,6 +160,23 @@ def test_the_readme_keeps_the_ci_test_command() -> None:
     command = 'python -m pytest -n 2 -m "not autobahn"'
     assert command in readme and '"$PY" -m pytest -n 2 -m "not autobahn"' in ci
     assert "python -m examples.demo" in readme
+
+
+#: Modules whose docstrings are Markdown (the API reference renders them; so does help()).
+MARKDOWN_MODULES = ("__init__", "exceptions", "fastapi", "litestar", "starlette", "testing")
+_SPHINX = re.compile(r":(?:class|func|meth|exc|attr|data|mod|obj|ref):`|(?<!`)``(?!`)|::\n")
+
+
+@pytest.mark.parametrize("module", MARKDOWN_MODULES)
+def test_docstrings_are_markdown(module: str) -> None:
+    tree = ast.parse((REPO_ROOT / "asgi_ws_close" / f"{module}.py").read_text(encoding="utf-8"))
+    docstrings = [
+        ast.get_docstring(node, clean=False) or ""
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
+    found = [match for doc in docstrings for match in _SPHINX.findall(doc)]
+    assert not found, f"asgi_ws_close/{module}.py: Sphinx markup in docstrings: {found}"
 
 
 def test_the_parser_marks_fragments(tmp_path: Path) -> None:
