@@ -23,7 +23,8 @@ hypercorn and granian spawn, each by its own PID, should one outlive its parent.
 
 A row that needs a server launched differently names a **profile** (:data:`PROFILES`):
 ``keepalive`` (each server's WebSocket keepalive ping, with a short pong timeout where the
-server has one) and ``trace`` (uvicorn at ``--log-level trace``); each :class:`ServerSpec`
+server has one), ``trace`` (uvicorn at ``--log-level trace``) and ``http2`` (uvicorn's HTTP/2;
+hypercorn and granian speak h2c as launched, daphne has no h2c); each :class:`ServerSpec`
 maps a profile to the options it appends, and a server without such an option runs as usual.
 :data:`SPEC25_SERVERS` are uvicorn patched to announce ASGI spec 2.5
 (``tests/uvicorn_spec25.py``): :func:`run_server` runs them, the matrix (:data:`SERVERS`)
@@ -153,12 +154,15 @@ _UVICORN_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 PROFILES = {
     "keepalive": "the server's WebSocket keepalive ping on, with a short pong timeout where it has one",
     "trace": "uvicorn at --log-level trace (its message logger wraps the app's send and receive)",
+    "http2": "HTTP/2 over cleartext (h2c) where the server needs a flag for it: uvicorn --http zttp --http2",
 }
 
 # Keepalive: a ping every 0.5 s, and the connection failed if no pong comes within 0.5 s.
 _UVICORN_PROFILES = {
     "keepalive": ("--ws-ping-interval", "0.5", "--ws-ping-timeout", "0.5"),
     "trace": ("--log-level", "trace"),
+    # uvicorn 0.55's HTTP/2 (the zttp package; HTTP/1.1 only without these flags).
+    "http2": ("--http", "zttp", "--http2"),
 }
 _SERVER_PROFILES: dict[str, dict[str, tuple[str, ...]]] = {
     # A ping every second (whole seconds only on the command line: argparse type=int); hypercorn

@@ -5,10 +5,10 @@ against ``tests/serverapp.py`` under a real server, exactly the same way on ever
 ``websockets`` client where a client library can do it, the raw RFC 6455 client
 (``tests/rawclient.py``) for what a client library will not send (empty or malformed close
 payloads, TCP FIN/RST without a close frame, leaving during the handshake, leaving pings
-unanswered). Most run one after the other on one server process; the keepalive row needs the
-server launched with its keepalive ping on (the ``keepalive`` profile of
-``tests/servers.py``), and each shutdown row stops its server: those get a server process of
-their own. It then reads the
+unanswered), the HTTP/2 client (``tests/h2client.py``) for WebSockets over HTTP/2. Most run
+one after the other on one server process; the keepalive and HTTP/2 rows need the server
+launched with a profile (``keepalive``, ``http2`` in ``tests/servers.py``), and each shutdown
+row stops its server: those get a server process of their own. It then reads the
 lines that the handler and the ``on_close`` hook wrote, checks the invariants that hold on
 every server, and returns the scenario's **cell**:
 
@@ -66,6 +66,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close as WireClose
 
+from tests.h2client import ConnectRejected, ExtendedConnectNotSupported, H2cNotSupported, H2WebSocket
 from tests.rawclient import RawWebSocket, close_payload, send_upgrade_request
 from tests.serverapp import SEND_LIMIT
 from tests.servers import POLL_INTERVAL, Server, read_records, run_server, wait_for_records
@@ -73,7 +74,9 @@ from tests.servers import POLL_INTERVAL, Server, read_records, run_server, wait_
 __all__ = [
     "APPS",
     "CONNECTION_SCENARIOS",
+    "HTTP2_SCENARIOS",
     "KEEPALIVE_SCENARIOS",
+    "PROFILE_SCENARIOS",
     "PROFILE_APPS",
     "RECORD_ENV",
     "SCENARIOS",
@@ -119,7 +122,7 @@ APPS = {
 #: at shutdown is the server's doing, not the framework's.
 SHUTDOWN_APPS = ("starlette",)
 
-#: The apps the rows with a server profile (keepalive) run under: one server process per
+#: The apps the rows with a server profile (keepalive, HTTP/2) run under: one server process per
 #: run, and what they measure is the server's doing.
 PROFILE_APPS = ("starlette",)
 
@@ -201,6 +204,11 @@ class Connection:
 
 #: A client driver: runs the client side of a scenario, returns what the client saw.
 Drive = Callable[[Connection], str]
+
+
+class NoWebSocket(Exception):
+    """Raised by a driver when the server offered no WebSocket at all (say, none over HTTP/2):
+    the app never ran, so the cell is what the client saw, with no record."""
 
 
 @dataclass(frozen=True)
@@ -369,6 +377,51 @@ def raw_leaves_during_handshake(conn: Connection) -> str:
     return "client left before the response"
 
 
+def _h2_websocket(conn: Connection) -> H2WebSocket:
+    """An RFC 8441 WebSocket over cleartext HTTP/2 (prior knowledge), or :class:`NoWebSocket`
+    saying how the server refused it."""
+    try:
+        return H2WebSocket.connect(conn.port, conn.path, timeout=CLIENT_TIMEOUT)
+    except H2cNotSupported as exc:
+        answer = exc.first_bytes.split(b"\r\n", 1)[0].decode("latin-1")
+        raise NoWebSocket(f"no HTTP/2: the h2c preface got {answer!r}") from None
+    except ExtendedConnectNotSupported:
+        raise NoWebSocket("HTTP/2 without extended CONNECT (no SETTINGS_ENABLE_CONNECT_PROTOCOL)") from None
+    except ConnectRejected as exc:
+        refusal = f"status {exc.status}" if exc.status is not None else f"RST_STREAM {exc.reset_code}"
+        raise NoWebSocket(f"extended CONNECT refused: {refusal}") from None
+
+
+def h2_client_closes(code: int, reason: str) -> Drive:
+    """Over HTTP/2: the client exchanges one message, then closes with ``code`` and ``reason``."""
+
+    def drive(conn: Connection) -> str:
+        with _h2_websocket(conn) as ws:
+            ws.send_text("hi")
+            assert ws.receive() == "hi"
+            answer = ws.close(code, reason)
+        return "no close frame" if answer is None else f"close {answer.code} {answer.reason!r}"
+
+    return drive
+
+
+def h2_resets(conn: Connection) -> str:
+    """Over HTTP/2: the client exchanges one message, then resets the stream (RST_STREAM
+    CANCEL) without a close frame, and closes the TCP connection once both records exist."""
+    with _h2_websocket(conn) as ws:
+        ws.send_text("hi")
+        assert ws.receive() == "hi"
+        ws.reset()
+        conn.wait_for("handler", "on_close")
+    return "client sent RST_STREAM (CANCEL)"
+
+
+def h2_waits_for_the_end(conn: Connection) -> str:
+    """Over HTTP/2: the client opens the connection and waits until it ends (answering a close)."""
+    with _h2_websocket(conn) as ws:
+        return ws.wait_end(CLIENT_TIMEOUT)
+
+
 # The rows, in matrix order.
 
 CONNECTION_SCENARIOS: tuple[Scenario, ...] = (
@@ -473,6 +526,37 @@ KEEPALIVE_SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
+#: WebSockets over HTTP/2 (RFC 8441), h2c with prior knowledge (``tests/h2client.py``), each
+#: server launched with its ``http2`` profile. A server that offers none gives the client's
+#: view and no record.
+HTTP2_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "h2-client-close-4001",
+        "HTTP/2 (h2c, RFC 8441 extended CONNECT): client closes 4001 'bye'",
+        "/ws/echo",
+        h2_client_closes(4001, "bye"),
+        profile="http2",
+    ),
+    Scenario(
+        "h2-reset",
+        "HTTP/2 (h2c, RFC 8441): client resets the stream (RST_STREAM), no close frame",
+        "/ws/echo",
+        h2_resets,
+        profile="http2",
+    ),
+    Scenario(
+        "h2-app-close",
+        "HTTP/2 (h2c, RFC 8441): app closes 4003 'nope', then receive(); the client answers",
+        "/ws/app-close",
+        h2_waits_for_the_end,
+        {"code": "4003", "reason": "nope"},
+        profile="http2",
+    ),
+)
+
+#: The rows that need their server launched with a profile: each gets a server process of its own.
+PROFILE_SCENARIOS = KEEPALIVE_SCENARIOS + HTTP2_SCENARIOS
+
 SHUTDOWN_SCENARIOS: tuple[Scenario, ...] = tuple(
     Scenario(
         f"shutdown-{sig.name}",
@@ -485,7 +569,7 @@ SHUTDOWN_SCENARIOS: tuple[Scenario, ...] = tuple(
 )
 
 #: Every row of the matrix, in order.
-SCENARIOS: tuple[Scenario, ...] = CONNECTION_SCENARIOS + KEEPALIVE_SCENARIOS + SHUTDOWN_SCENARIOS
+SCENARIOS: tuple[Scenario, ...] = CONNECTION_SCENARIOS + PROFILE_SCENARIOS + SHUTDOWN_SCENARIOS
 SCENARIOS_BY_NAME: dict[str, Scenario] = {scenario.name: scenario for scenario in SCENARIOS}
 
 
@@ -537,8 +621,14 @@ def run_connection_scenario(server: Server, records: Path, scenario: Scenario) -
     assert scenario.drive is not None
     conn_id, path = _path(scenario)
     conn = Connection(server, records, conn_id, path)
-    wire = scenario.drive(conn)
     where = f"{scenario.name} on {server.description}"
+    try:
+        wire = scenario.drive(conn)
+    except NoWebSocket as refused:
+        # Refused before any app ran: nothing may have been recorded for it.
+        found = [line for line in read_records(records) if line.get("id") == conn_id]
+        assert not found, f"{where}: refused, yet recorded: {found!r}"
+        return {"context": None, "handler": None, "app": None, "wire": str(refused), "websocket": "none"}
     found, running = conn.wait_for_end()
     if not running:
         # The server process died: nothing more will be written, by the app or its hook.

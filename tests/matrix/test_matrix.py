@@ -1,11 +1,11 @@
 """The server matrix: every scenario on six real servers, compared with the committed matrix.
 
 For each (server, app), one server process runs every connection scenario in order
-(``tests/matrix/scenarios.py``); the keepalive scenario (a server launched with its keepalive
-ping on) and each shutdown scenario get a server of their own. Every cell
+(``tests/matrix/scenarios.py``); the rows that need the server launched with a profile (its
+keepalive ping on, its HTTP/2) and each shutdown scenario get a server of their own. Every cell
 (what the context says, what the server handed the app, what the client saw) must equal the
 one in ``tests/matrix/matrix.json``, for the Starlette app and for the FastAPI app alike
-(keepalive and shutdown: the Starlette app). On a
+(profile and shutdown rows: the Starlette app). On a
 difference the test prints a diff per cell and the command that regenerates the matrix from a
 test run: ``python -m tests.matrix.generate`` (then review ``git diff tests/matrix``).
 
@@ -25,8 +25,8 @@ import pytest
 
 from tests.matrix.scenarios import (
     APPS,
-    KEEPALIVE_SCENARIOS,
     PROFILE_APPS,
+    PROFILE_SCENARIOS,
     RECORD_ENV,
     SCENARIOS,
     SHUTDOWN_APPS,
@@ -117,9 +117,9 @@ def test_connection_scenarios(server: str, app: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("scenario", KEEPALIVE_SCENARIOS, ids=[s.name for s in KEEPALIVE_SCENARIOS])
+@pytest.mark.parametrize("scenario", PROFILE_SCENARIOS, ids=[s.name for s in PROFILE_SCENARIOS])
 @pytest.mark.parametrize(("server", "app"), PROFILE_PAIRS, ids=[f"{server}-{app}" for server, app in PROFILE_PAIRS])
-def test_keepalive(server: str, app: str, scenario: Scenario, tmp_path: Path) -> None:
+def test_profile_rows(server: str, app: str, scenario: Scenario, tmp_path: Path) -> None:
     check_environment(server)
     cell = run_in_own_server(server, APPS[app], tmp_path / "records.jsonl", scenario)
     check_cells(server, app, {scenario.name: cell}, scenario.name)
