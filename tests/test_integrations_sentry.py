@@ -3,6 +3,9 @@
 Starlette and FastAPI apps run under Sentry's own Starlette and FastAPI integrations (which
 wrap the whole app in Sentry's ASGI middleware, outside `WebSocketCloseMiddleware`), driven
 by Starlette's `TestClient`. Every test gets a fresh client and leaves Sentry uninitialised.
+Sentry's Starlette integration patches Starlette's `Middleware` and the `__call__` of the
+middleware classes given to it for the rest of the process, as it does in an app; without an
+active client the patches pass straight through.
 """
 
 from __future__ import annotations
@@ -129,12 +132,6 @@ def capture_after(message: str = "after the close") -> OnClose:
     return hook
 
 
-class TrackedMiddleware(WebSocketCloseMiddleware):
-    # Sentry's Starlette integration patches the __call__ of every middleware class passed to
-    # Middleware(): a subclass of our own keeps that patch away from the library's class.
-    pass
-
-
 async def raise_after_accept(websocket: WebSocket) -> None:
     await websocket.accept()
     raise RuntimeError("handler failed")
@@ -167,13 +164,13 @@ async def reject(websocket: WebSocket) -> None:
 def starlette_app(endpoint: Callable[[WebSocket], Any], on_close: OnClose | list[OnClose]) -> Starlette:
     return Starlette(
         routes=[WebSocketRoute("/ws", endpoint)],
-        middleware=[Middleware(TrackedMiddleware, on_close=on_close)],
+        middleware=[Middleware(WebSocketCloseMiddleware, on_close=on_close)],
     )
 
 
 def fastapi_app(endpoint: Callable[[WebSocket], Any], on_close: OnClose | list[OnClose]) -> FastAPI:
     app = FastAPI()
-    app.add_middleware(TrackedMiddleware, on_close=on_close)
+    app.add_middleware(WebSocketCloseMiddleware, on_close=on_close)
     app.add_api_websocket_route("/ws", endpoint)
     return app
 
@@ -290,7 +287,7 @@ def test_each_connection_has_its_own_scope(sentry: Captured) -> None:
 
     app = Starlette(
         routes=[WebSocketRoute("/boom", raise_after_accept), WebSocketRoute("/open", report_while_open)],
-        middleware=[Middleware(TrackedMiddleware, on_close=sentry_close)],
+        middleware=[Middleware(WebSocketCloseMiddleware, on_close=sentry_close)],
     )
     with TestClient(app) as client:
         with pytest.raises(RuntimeError), client.websocket_connect("/boom") as ws:

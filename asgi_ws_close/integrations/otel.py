@@ -15,7 +15,7 @@ app = OpenTelemetryMiddleware(app)  # opentelemetry-instrumentation-asgi, outerm
 The hook runs in the connection's task, after the app returned, inside the span that an
 outer instrumentation (`OpenTelemetryMiddleware`) opened for the connection. One
 vocabulary serves spans and metrics, and each attribute name has one type wherever it
-appears (the README's table lists them all). No semantic convention exists for WebSocket
+appears (docs/observability.md's table lists them all). No semantic convention exists for WebSocket
 closes yet: the names follow OpenTelemetry's naming rules (lowercase, dot-separated
 namespaces, snake_case words, no name that is also a namespace) and the nearest existing
 conventions: Datadog's `websocket.close.code` and `websocket.close.reason`, and the

@@ -187,15 +187,20 @@ def run_prometheus(binary: str, directory: Path, targets: Mapping[str, int]) -> 
 # The deployments.
 
 
-def deployment_command(kind: ServerKind, workers: int) -> list[str]:
-    """The docs' command line for `kind` (after `python -m`), on 127.0.0.1:0."""
+def deployment_command(kind: ServerKind, workers: int | None) -> list[str]:
+    """The docs' command line for `kind` (after `python -m`), on 127.0.0.1:0.
+
+    `workers=None`: uvicorn's one process, without `--workers`.
+    """
     app = "tests.support.promapp:app"
     if kind == "uvicorn":
-        return ["uvicorn", app, "--host", "127.0.0.1", "--port", "0", "--workers", str(workers)] + [
+        several = [] if workers is None else ["--workers", str(workers)]
+        return ["uvicorn", app, "--host", "127.0.0.1", "--port", "0", *several] + [
             # Bounded stops if a test fails with connections still open.
             "--timeout-graceful-shutdown",
             "5",
         ]
+    assert workers is not None, "gunicorn always has a number of workers"
     return [
         "gunicorn",
         app,
@@ -216,9 +221,9 @@ class Deployment:
 
     kind: ServerKind
     server: Server
-    workers: int
+    workers: int | None
     ready_dir: Path
-    multiproc_dir: Path
+    multiproc_dir: Path | None
 
     @property
     def port(self) -> int:
@@ -230,7 +235,8 @@ class Deployment:
 
     def live_workers(self) -> set[int]:
         """The worker PIDs that built their app and are running processes of this server now."""
-        descendants = {pid for pid, _ in _descendants(self.server.pid)}
+        # With no --workers, uvicorn's one process is the worker.
+        descendants = {self.server.pid} | {pid for pid, _ in _descendants(self.server.pid)}
         return {pid for pid in self.started_workers() if pid in descendants and _stat(pid) is not None}
 
     def wait_workers(self, count: int, timeout: float = STARTUP_TIMEOUT) -> set[int]:
@@ -247,21 +253,25 @@ class Deployment:
 
 
 @contextmanager
-def run_deployment(kind: ServerKind, directory: Path, *, workers: int = 4) -> Iterator[Deployment]:
+def run_deployment(kind: ServerKind, directory: Path, *, workers: int | None = 4) -> Iterator[Deployment]:
     """Run the docs' recipe under `kind` with `workers` workers, in multiprocess mode.
 
     `PROMETHEUS_MULTIPROC_DIR` is a new empty directory, as the docs'
-    `rm -rf ... && mkdir -p ...` before each start makes it.
+    `rm -rf ... && mkdir -p ...` before each start makes it. `workers=None` (uvicorn only):
+    one process, and no `PROMETHEUS_MULTIPROC_DIR` at all, as the docs run a single process.
     """
     ready_dir = directory / "ready"
-    multiproc_dir = directory / "prometheus-multiproc"
+    multiproc_dir = None if workers is None else directory / "prometheus-multiproc"
     for path in (ready_dir, multiproc_dir):
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
     env = {key: value for key, value in os.environ.items() if key.lower() != "prometheus_multiproc_dir"}
-    env.update({"PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir), READY_DIR_ENV: str(ready_dir), "PYTHONUNBUFFERED": "1"})
+    env.update({READY_DIR_ENV: str(ready_dir), "PYTHONUNBUFFERED": "1"})
+    if multiproc_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
     argv = [sys.executable, "-c", _RESET_SIGNALS_THEN_EXEC, "-m", *deployment_command(kind, workers)]
     with _launch(argv, env=env, description=" ".join(argv[4:]), port_line=_PORT_LINES[kind]) as server:
         deployment = Deployment(kind, server, workers, ready_dir, multiproc_dir)
-        deployment.wait_workers(workers)
+        deployment.wait_workers(workers or 1)
         yield deployment
