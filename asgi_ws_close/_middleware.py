@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
@@ -14,7 +16,17 @@ from ._codes import CloseCode, close_violation, is_valid_close_code, truncate_re
 from ._context import SCOPE_KEY, _current
 from ._record import CloseContext, OnClose
 from ._servers import GENERIC, SERVERS, UNREADABLE, ServerQuirks, Wire, locate_server
-from ._tracker import CLOSING, CONNECTING, OPEN, CloseTracker, _close_of
+from ._tracker import (
+    _NOTHING_UNKNOWN,
+    CLOSED,
+    CLOSING,
+    CONNECTING,
+    COUNTER_SLOTS,
+    FACT_SLOTS,
+    OPEN,
+    _close_of,
+    _Tracking,
+)
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["InvalidClosePolicy", "WebSocketCloseMiddleware"]
@@ -110,7 +122,12 @@ class WebSocketCloseMiddleware:
         self._policies: WebSocketCloseMiddleware | None = (
             self if invalid_close != "pass" or reject_with_close_code else None
         )
-        self._relay = _CountingRelay if count_messages else _Relay
+        connection: type[_Connection] = _CountingConnection if count_messages else _Connection
+        if self._policies is not None:
+            # The connections of a middleware with policies know it by their class: no slot
+            # for it in every connection of every other middleware.
+            connection = type(connection.__name__, (connection,), {"__slots__": (), "_policies": self})
+        self._connection = connection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -118,7 +135,7 @@ class WebSocketCloseMiddleware:
             return
 
         context = scope.get(SCOPE_KEY)
-        if isinstance(context, CloseContext):
+        if context is not None and isinstance(context, CloseContext):
             # An outer instance already tracks this connection: share its context, and let
             # it run our hooks after its own, once the connection has ended. Our policies do
             # not apply: the outer instance's own do.
@@ -130,39 +147,45 @@ class WebSocketCloseMiddleware:
         if self._quirks is not None and self._quirks is not quirks:
             # server= names another entry: what was found is not what its probe would read.
             quirks, subject = self._quirks, None
-        tracker = CloseTracker(
-            quirks=quirks, count_messages=self.count_messages, http_version=scope.get("http_version")
-        )
-        relay = self._relay(tracker, receive, send, self._policies)
-        context = CloseContext(tracker)
-        context._hooks = self.hooks
-        scope[SCOPE_KEY] = context
-        if quirks.probe is not None:
-            relay._subject = subject
-        relay._context = context
-        relay._scope = scope
-        _open.add(relay)
-        token = _current.set(context)
+        connection = self._connection(quirks, scope.get("http_version"), receive, send, subject, scope, self.hooks)
+        scope[SCOPE_KEY] = connection
+        token = _current.set(connection)
         try:
-            await self.app(scope, relay.receive, relay.send)
+            await self.app(scope, connection.receive_with_tracking, connection.send_with_tracking)
         except GeneratorExit:
             # The app's coroutine is being closed, not resumed: its event loop is gone (or the
             # process is exiting). Nothing can be awaited now; record the end as the server's.
-            _open.discard(relay)
-            _deliver_at_exit(relay)
+            _deliver_at_exit(connection)
             raise
         except BaseException as exc:
-            if self.close_on_error and tracker.state is OPEN and not _is_cancellation(exc):
-                await _close_for_error(tracker, send)
-            _app_ended(tracker, exc, relay.wire())
+            if self.close_on_error and connection.state is OPEN and not _is_cancellation(exc):
+                await _close_for_error(connection, send)
+            _app_ended(connection, exc, connection.wire())
             raise
         else:
-            _app_ended(tracker, None, relay.wire())
+            if connection._subject is not None:
+                connection.app_exited(wire=connection.wire())
+            elif connection.state < CLOSED:
+                connection.app_exited()
+            else:  # it ended before the app returned: app_exited() would record only this
+                connection.finished = True
         finally:
-            _open.discard(relay)
+            # Let go of the server's objects (see _Connection), inline.
+            connection._receive = _unattached_receive
+            connection._send = _unattached_send
+            connection._subject = None
+            connection._scope = None
             try:
-                for hook in context._hooks:
-                    await _call_hook(hook, context, scope)
+                for hook in connection._hooks:
+                    # Inline, not a coroutine per hook: a plain hook costs a call.
+                    try:
+                        result = hook(connection, scope)
+                        if result is not None and inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        # The hook's failure is the hook's: never the server's, the app's or
+                        # another hook's.
+                        logger.exception("asgi_ws_close: on_close hook %r raised", hook)
             finally:
                 try:
                     _current.reset(token)
@@ -170,126 +193,211 @@ class WebSocketCloseMiddleware:
                     pass
 
 
-# The receive/send the app gets are bound methods of one small object per connection, a
-# _Relay: in CPython the cheapest way to put code on the message path, in both time and memory
-# (two closures and their cells cost about 0.6 kB a connection; a relay and its two bound
-# methods about 0.2 kB). The context refers to the tracker only, never to the relay, so
-# nothing in the scope refers back to the server's callables: no reference cycle through the
-# scope. Data messages (the hot path) cost a type check; every other message takes the slow
-# path, _forward / tracker.receive.
+# One object per connection, a _Connection, is its tracker, its context (what the scope and
+# the hooks get) and its relay: the receive/send the app gets are its bound methods. In CPython
+# that is the cheapest way to put code on the message path, in both time and memory (two
+# closures and their cells cost about 0.6 kB a connection; one slotted object and two bound
+# methods about 0.2 kB beyond the facts it keeps). While the app runs, the context in the
+# scope refers to the server's callables (and the server's object to the scope): a reference
+# cycle, which _detach breaks when the app's call ends, so that reference counting frees the
+# connection (never the cyclic collector). Data messages (the hot path) cost a type check;
+# every other message takes the slow path.
 
 
-class _Relay:
-    """Carries one connection's messages between the server and the app, feeding its tracker."""
+_monotonic = time.monotonic
+_wall_clock = time.time
 
-    __slots__ = ("_closing", "_context", "_policies", "_receive", "_scope", "_send", "_subject", "_tracker")
+
+async def _unattached_receive() -> Message:
+    raise RuntimeError("receive() called after the app's call ended: the connection is over")
+
+
+async def _unattached_send(message: Message) -> None:
+    raise RuntimeError(f"send() called after the app's call ended: the connection is over ({message!r:.60})")
+
+
+class _Connection(_Tracking, CloseContext):
+    """One connection: its tracker, its context and the relay of its messages, in one object."""
+
+    __slots__ = (*FACT_SLOTS, "_closing", "_receive", "_scope", "_send", "_subject")
+
+    # The clocks of the middleware's records: time.monotonic and time.time, read at the start
+    # and at the end.
+    _clock = staticmethod(time.monotonic)
+    _wall_clock = staticmethod(time.time)
+    # Not counted (see _CountingConnection).
+    messages_received: int | None = None
+    messages_sent: int | None = None
+    # The middleware whose close policies apply (see WebSocketCloseMiddleware.__init__).
+    _policies: WebSocketCloseMiddleware | None = None
 
     def __init__(
-        self, tracker: CloseTracker, receive: Receive, send: Send, policies: WebSocketCloseMiddleware | None
+        self,
+        quirks: ServerQuirks,
+        http_version: str | None,
+        receive: Receive,
+        send: Send,
+        subject: Any,
+        scope: Scope | None,
+        hooks: tuple[OnClose, ...],
     ) -> None:
-        self._tracker = tracker
         self._receive = receive
         self._send = send
-        self._policies = policies
         # Past OPEN, a websocket.send is a send after close: a flag kept here, read on the hot path.
         self._closing = False
         # The server's connection object, for its entry's probe (None: nothing to read).
-        self._subject: Any = None
+        self._subject = subject if quirks.probe is not None else None
         # For a record at exit, should the app never be resumed (_deliver_at_exit).
-        self._context: CloseContext | None = None
-        self._scope: Scope | None = None
+        self._scope = scope
+        # on_close hooks, this middleware's and those of nested instances that share it.
+        self._hooks = hooks
+        # What _Tracking._begin does, inline: a call less per connection (the tests check
+        # that both start alike).
+        self.quirks = quirks
+        self.http_version = http_version
+        self.state = CONNECTING
+        self.initiator = None
+        self._rcode = None
+        self._rreason = ""
+        self._scode = None
+        self._sreason = ""
+        self._requested = None
+        self.received_then_sent = None
+        self.abnormal = False
+        self._server_code = None
+        self._unknown = _NOTHING_UNKNOWN
+        self._clean = True
+        self.error = None
+        self.http_status = None
+        self._outcome = None
+        self._late_messages = 0
+        self.opened_at = _wall_clock()
+        self.closed_at = None
+        self._started = _monotonic()
+        self._ended = None
+        self.finished = False
 
-    async def receive(self) -> Message:
+    @property
+    def _tracker(self) -> _Connection:  # type: ignore[override]
+        # The context's facts are its own.
+        return self
+
+    async def receive_with_tracking(self) -> Message:
         message = await self._receive()
         try:
             kind = message["type"]
         except Exception:  # not an ASGI message: the app's to judge, never ours to raise
             return message
-        if kind != "websocket.receive":
-            self._record(message, kind)
+        if kind == "websocket.disconnect":
+            self._disconnect(message, None if self._subject is None else self.wire(message))
+            self._closing = True  # it has ended, if it had not already
+        # websocket.connect changes nothing; unknown types are not ours to judge.
         return message
-
-    def _record(self, message: Message, kind: object) -> None:
-        tracker = self._tracker
-        if kind == "websocket.disconnect" and self._subject is not None:
-            tracker.receive(message, wire=self.wire(message))
-        else:
-            tracker.receive(message)
-        self._closing = tracker.state > OPEN
 
     def wire(self, message: Message | None = None) -> Wire | None:
         """What the server's connection object says, when its entry has a probe: read for a
         disconnect, and when the app ends while the connection looks open."""
         subject = self._subject
-        if subject is None or (message is None and self._tracker.state is not OPEN):
+        if subject is None or (message is None and self.state is not OPEN):
             return None
-        probe = self._tracker.quirks.probe
+        probe = self.quirks.probe
         assert probe is not None  # _subject is set only for an entry with a probe
         try:
             return probe(subject, message)
         except Exception:  # a server upgrade moved what the probe reads: unknown, never wrong
             return UNREADABLE
 
-    def send(self, message: Message) -> Awaitable[None]:
-        # A plain method (marked as a coroutine function below): a data message is handed to
-        # the server's send() at once, and the app awaits the server's own awaitable. No frame
-        # of ours on that path, so it costs less than a forwarding coroutine; anything else
-        # goes through _forward, a coroutine.
+    def send_with_tracking(self, message: Message) -> Awaitable[None]:
+        # A plain method (marked as a coroutine function below): a data message, or the
+        # accept, is handed to the server's send() at once, and the app awaits the server's
+        # own awaitable. No frame of ours on that path, so it costs less than a forwarding
+        # coroutine; anything else goes through _forward, a coroutine.
         try:
             kind = message["type"]
         except Exception:  # the server will tell the app what is wrong with it
             kind = None
         if kind == "websocket.send" and not self._closing:
             return self._send(message)
+        if kind == "websocket.accept" and self.state is CONNECTING:
+            # Recorded first, as every message is: nothing about it can fail that matters.
+            self._accept()
+            return self._send(message)
         return self._forward(message, kind)
 
     async def _forward(self, message: Message, kind: object) -> None:
-        # The slow path: accept, close, denial responses, sends after close, anything unknown.
-        tracker = self._tracker
+        # The slow path: close, denial responses, sends after close, anything unknown.
         try:
-            if kind == "websocket.close" and self._policies is not None and tracker.state <= OPEN:
-                await _police_close(tracker, self._send, self._policies, message)
+            if kind == "websocket.close" and self._policies is not None and self.state <= OPEN:
+                await _police_close(self, self._send, self._policies, message)
                 return
             # A close sent now is the connection's close, unless one was sent or received already.
-            first = tracker.state < CLOSING
+            first = self.state < CLOSING
             # Record the app's intent first: servers answer a close with a disconnect that the
             # app may receive before this send returns.
-            tracker.send(message)
+            if first and kind == "websocket.close":
+                self._app_close(message, message)
+            else:
+                self.send(message)
             try:
                 await self._send(message)
             except BaseException:
                 if first:
-                    tracker.send_failed(message)
+                    self.send_failed(message)
                 raise
         finally:
-            self._closing = tracker.state > OPEN
+            self._closing = self.state > OPEN
+
+    def _detach(self) -> None:
+        # The app's call has ended: let go of the server's objects (see above).
+        self._receive = _unattached_receive
+        self._send = _unattached_send
+        self._subject = None
+        self._scope = None
 
 
-class _CountingRelay(_Relay):
-    """A :class:`_Relay` that also counts the data messages (``count_messages=True``)."""
+class _CountingConnection(_Connection):
+    """A `_Connection` that also counts the data messages (`count_messages=True`)."""
 
     # The same two methods with a counter each, rather than one flag tested on every message.
-    __slots__ = ()
+    __slots__ = COUNTER_SLOTS
 
-    async def receive(self) -> Message:
+    def __init__(
+        self,
+        quirks: ServerQuirks,
+        http_version: str | None,
+        receive: Receive,
+        send: Send,
+        subject: Any,
+        scope: Scope | None,
+        hooks: tuple[OnClose, ...],
+    ) -> None:
+        self.messages_received = 0
+        self.messages_sent = 0
+        super().__init__(quirks, http_version, receive, send, subject, scope, hooks)
+
+    async def receive_with_tracking(self) -> Message:
         message = await self._receive()
         try:
             kind = message["type"]
         except Exception:  # not an ASGI message: the app's to judge, never ours to raise
             return message
         if kind == "websocket.receive":
-            self._tracker.messages_received += 1  # type: ignore[operator]
-        else:
-            self._record(message, kind)
+            self.messages_received += 1  # type: ignore[operator]
+        elif kind == "websocket.disconnect":
+            self._disconnect(message, None if self._subject is None else self.wire(message))
+            self._closing = True
         return message
 
-    def send(self, message: Message) -> Awaitable[None]:
+    def send_with_tracking(self, message: Message) -> Awaitable[None]:
         try:
             kind = message["type"]
         except Exception:  # the server will tell the app what is wrong with it
             kind = None
         if kind == "websocket.send" and not self._closing:
-            self._tracker.messages_sent += 1  # type: ignore[operator]
+            self.messages_sent += 1  # type: ignore[operator]
+            return self._send(message)
+        if kind == "websocket.accept" and self.state is CONNECTING:
+            self._accept()
             return self._send(message)
         return self._forward(message, kind)
 
@@ -303,13 +411,11 @@ def _mark_coroutine_function(func: Callable[..., Any]) -> None:
 
 # send() returns an awaitable, always: to callers that ask (inspect, asyncio, asgiref's
 # async_to_sync, as Channels' sync consumers use), it is a coroutine function.
-_mark_coroutine_function(_Relay.send)
-_mark_coroutine_function(_CountingRelay.send)
+_mark_coroutine_function(_Connection.send_with_tracking)
+_mark_coroutine_function(_CountingConnection.send_with_tracking)
 
 
-async def _police_close(
-    tracker: CloseTracker, send: Send, middleware: WebSocketCloseMiddleware, message: Message
-) -> None:
+async def _police_close(tracker: _Tracking, send: Send, middleware: WebSocketCloseMiddleware, message: Message) -> None:
     rejecting = tracker.state is CONNECTING
     outgoing = message
     # Only a close that goes on the wire is checked: before accept, the client gets HTTP 403
@@ -341,7 +447,7 @@ def _fixed(message: Message, code: int, reason: str) -> Message:
     return {**message, "code": int(code), "reason": truncate_reason(reason)}
 
 
-async def _close_for_error(tracker: CloseTracker, send: Send) -> None:
+async def _close_for_error(tracker: _Tracking, send: Send) -> None:
     close: Message = {"type": "websocket.close", "code": int(CloseCode.INTERNAL_ERROR), "reason": ""}
     tracker.closing_for_error(close)
     try:
@@ -365,7 +471,7 @@ def _hooks_of(on_close: OnClose | Sequence[OnClose] | None) -> tuple[OnClose, ..
     return hooks
 
 
-def _app_ended(tracker: CloseTracker, exc: BaseException | None, wire: Wire | None = None) -> None:
+def _app_ended(tracker: _Tracking, exc: BaseException | None, wire: Wire | None = None) -> None:
     """Tell the tracker how the app's call ended: returned (None), cancelled, or raised ``exc``.
 
     ``wire`` is what the server's connection object says when the app ended while the
@@ -387,37 +493,28 @@ def _is_cancellation(exc: BaseException) -> bool:
     return cls.__name__ == "Cancelled" and cls.__module__.startswith("trio")
 
 
-async def _call_hook(hook: OnClose, context: CloseContext, scope: Scope) -> None:
-    try:
-        result = hook(context, scope)
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        # The hook's failure is the hook's: never the server's, the app's or another hook's.
-        logger.exception("asgi_ws_close: on_close hook %r raised", hook)
-
-
-# Connections whose app is running, for the exit below: a relay joins when its app starts and
-# leaves when it ends, so nothing stays here after a connection.
-_open: set[_Relay] = set()
-
-
-def _deliver_at_exit(relay: _Relay) -> None:
+def _deliver_at_exit(connection: _Connection) -> None:
     # The app will never be resumed (daphne at shutdown, a closed event loop): end the record
     # as the server's, once, and run the hooks now, without an event loop of the app's.
-    tracker, context, scope = relay._tracker, relay._context, relay._scope
-    assert context is not None and scope is not None
-    tracker.server_exited(wire=relay.wire())
-    hooks, context._hooks = context._hooks, ()  # never a second delivery, whatever runs later
+    scope = connection._scope
+    assert scope is not None
+    connection.server_exited(wire=connection.wire())
+    hooks, connection._hooks = connection._hooks, ()  # never a second delivery, whatever runs later
     for hook in hooks:
-        _call_hook_now(hook, context, scope)
+        _call_hook_now(hook, connection, scope)
 
 
 @atexit.register
 def _flush_open() -> None:
-    """At interpreter exit: a record, and its hooks, for every connection still open."""
-    while _open:
-        _deliver_at_exit(_open.pop())
+    """At interpreter exit: a record, and its hooks, for every connection still open.
+
+    Those are the connections still attached to their server (see `_Connection`): found
+    among the objects the garbage collector tracks, once, rather than registered and
+    unregistered at every connection's start and end.
+    """
+    for found in gc.get_objects():
+        if isinstance(found, _Connection) and found._scope is not None:
+            _deliver_at_exit(found)
 
 
 def _call_hook_now(hook: OnClose, context: CloseContext, scope: Scope) -> None:

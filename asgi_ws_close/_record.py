@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._codes import Close, CloseCode, explain
-from ._tracker import CloseTracker, ConnectionState
+from ._tracker import CloseTracker, ConnectionState, _Tracking
 from ._types import Initiator, Outcome, Scope
 
 __all__ = ["CloseContext", "CloseRecord", "OnClose", "Outcome"]
@@ -120,6 +120,10 @@ class CloseContext:
     """
 
     __slots__ = ("__weakref__", "_hooks", "_tracker")
+
+    # The middleware's own contexts are their trackers (one object per connection); this one
+    # is a view of a tracker made by hand.
+    _tracker: _Tracking
 
     def __init__(self, tracker: CloseTracker) -> None:
         self._tracker = tracker

@@ -25,7 +25,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import ModuleType
+from types import FunctionType, MethodType, ModuleType
 from typing import Any, Literal, NamedTuple
 
 from ._codes import Close, CloseCode, as_close_code
@@ -326,6 +326,10 @@ _SERVER_REASONS: dict[int, re.Pattern[str]] = {
 }
 
 
+#: The codes `is_server_generated` can say yes to: for any other, the answer is no at once.
+SERVER_GENERATED_CODES: frozenset[int] = frozenset({*SHUTDOWN_CODES, *_SERVER_REASONS})
+
+
 def is_server_generated(code: int, reason: str, has_reason: bool = True) -> bool:
     """Tell whether a disconnect status is one the server generated rather than the peer's.
 
@@ -471,19 +475,57 @@ def detect_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = No
 def locate_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = None) -> tuple[ServerQuirks, Any]:
     """Return the quirks of the server that runs a connection, and its connection object.
 
-    The connection object (the owner of the server's ``send``: a protocol, a stream) is what
-    the entry's probe reads; ``None`` when the server was told by the scope, or not at all.
+    The connection object (the owner of the server's `send`: a protocol, a stream) is what
+    the entry's probe reads; `None` when the server was told by the scope, or not at all.
     """
-    owner = getattr(send, "__self__", None)
-    if owner is not None:
-        # The server's own bound method: the usual case, one lookup.
-        quirks = _by_class(type(owner))
+    if type(send) is MethodType:
+        # A bound method: the server's own (the usual case, one lookup), or another object's.
+        owner = send.__self__
+        cls = type(owner)
+        quirks = _cache.get(cls) or _by_class(cls)
         if quirks is not GENERIC:
             return quirks, owner
-    found = _search(send)
-    if found is not None:
-        return found
+        key: object = (cls, send.__func__)
+    else:
+        owner = getattr(send, "__self__", None)
+        if owner is not None:
+            quirks = _by_class(type(owner))
+            if quirks is not GENERIC:
+                return quirks, owner
+        key = send
+    try:
+        opaque = key in _opaque
+    except TypeError:  # an unhashable callable
+        opaque = False
+    if not opaque:
+        found = _search(send)
+        if found is not None:
+            return found
+        if len(_opaque) < _OPAQUE_LIMIT and _is_opaque(send):
+            _opaque.add(key)
     return (GENERIC if scope is None else _by_scope(scope)), None
+
+
+# Sends in which the search found no server's callable, and whose search can only ever find
+# the same (nothing in them varies from one connection to the next): searched once. Keyed by
+# the class of a bound method's object and the method's function, or the function itself.
+_opaque: set[object] = set()
+_OPAQUE_LIMIT = 256
+
+
+def _is_opaque(send: object) -> bool:
+    # What the search's answer depends on is no instance's data: a bound method of an object
+    # without a __dict__ (what the search would follow), its function holding no closure; or
+    # such a function alone.
+    owner = getattr(send, "__self__", None)
+    func = send if owner is None else getattr(send, "__func__", None)
+    if owner is not None and (isinstance(owner, (ModuleType, type)) or type(owner).__dictoffset__ != 0):
+        return False
+    return (
+        type(func) is FunctionType
+        and getattr(func, "__closure__", True) is None
+        and getattr(func, "__wrapped__", None) is None
+    )
 
 
 def _by_class(cls: type) -> ServerQuirks:
@@ -545,24 +587,31 @@ def _search(send: object) -> tuple[ServerQuirks, Any] | None:
 def _by_scope(scope: Mapping[str, Any]) -> ServerQuirks:
     # Fingerprints measured in servers.md ("Scope"), confirmed by the server's module being
     # imported: an app may import a server it does not run under, never one that isn't there.
-    asgi = scope.get("asgi")
-    spec = asgi.get("spec_version") if isinstance(asgi, Mapping) else None
-    extensions = scope.get("extensions")
+    # (A dict is what every server puts in a scope: told without the Mapping ABC's check.)
     modules = sys.modules
+    if "uvicorn" not in modules and "daphne" not in modules and "granian" not in modules and "hypercorn" not in modules:
+        return GENERIC  # no server of the fingerprints is imported
+    asgi = scope.get("asgi")
+    is_asgi = type(asgi) is dict or (asgi is not None and isinstance(asgi, Mapping))
+    spec = asgi.get("spec_version") if is_asgi else None  # type: ignore[union-attr]
+    found = scope.get("extensions")
+    extensions: Mapping[str, Any] | None = (
+        found if type(found) is dict or (found is not None and isinstance(found, Mapping)) else None
+    )
     # uvicorn announces 2.4 today; a later spec version must not hide it (2.3: hypercorn, granian).
     if (
-        isinstance(spec, str)
+        extensions is not None
+        and isinstance(spec, str)
         and spec not in ("2.3", "2.2", "2.1", "2.0")
-        and isinstance(extensions, Mapping)
         and "websocket.http.response" in extensions
         and "uvicorn" in modules
     ):
         return SERVERS["uvicorn"]
     # daphne: {"version": "3.0"} and no extensions; a scope with no "asgi" at all is a test
     # driver's, not daphne's.
-    if isinstance(asgi, Mapping) and spec is None and extensions is None and "daphne" in modules:
+    if is_asgi and spec is None and found is None and "daphne" in modules:
         return SERVERS["daphne"]
-    if spec == "2.3" and isinstance(extensions, Mapping):
+    if spec == "2.3" and extensions is not None:
         if "http.response.pathsend" in extensions and "granian" in modules:
             return SERVERS["granian"]
         if "hypercorn" in modules and "granian" not in modules:

@@ -16,6 +16,12 @@ How a connection ends is recorded websockets-style, in both directions: ``receiv
 close status the server reported in ``websocket.disconnect``), ``sent`` (the close the app
 sent in ``websocket.close``) and ``received_then_sent`` (their order), plus ``initiator``,
 which ASGI itself never reports and which this tracker infers from the order of events.
+
+Rule 4: a connection costs one object. The logic is `_Tracking`, a mixin without slots of
+its own; `CloseTracker` adds the slots (and injected clocks), and the ASGI adapter's
+per-connection object (`_middleware._Connection`) is a `_Tracking` too, so that tracker,
+relay and context are one object. Closes are kept as their raw code and reason and made
+into `Close` objects only when read (the same values, never a different answer).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from ._codes import Close, CloseCode, as_close_code
-from ._servers import GENERIC, UNREADABLE, ServerQuirks, Wire, is_server_generated
+from ._servers import GENERIC, SERVER_GENERATED_CODES, UNREADABLE, ServerQuirks, Wire, is_server_generated
 from ._types import Initiator, Outcome
 
 __all__ = ["CloseTracker", "ConnectionState"]
@@ -93,6 +99,13 @@ TRANSITIONS: dict[ConnectionState, dict[_Event, ConnectionState]] = {
     REJECTED: {},
 }
 
+# The transitions the hot paths take without a lookup (see _accept and _disconnect).
+_ACCEPTED = TRANSITIONS[CONNECTING][_Event.ACCEPT]
+_AFTER_DISCONNECT = {state: to[_Event.DISCONNECT] for state, to in TRANSITIONS.items() if _Event.DISCONNECT in to}
+assert all(state >= CLOSED for state in _AFTER_DISCONNECT.values())
+_AFTER_CLOSE = {state: to[_Event.CLOSE] for state, to in TRANSITIONS.items() if _Event.CLOSE in to}
+assert all(state < CLOSED or state is REJECTED for state in _AFTER_CLOSE.values())
+
 # ASGI spec: a close before accept is answered with HTTP 403 (measured on every server in
 # ../shared/facts/servers.md). What an app that raises before accept gets is per server.
 _HTTP_FORBIDDEN = 403
@@ -126,17 +139,14 @@ def _type_of(message: Mapping[str, Any]) -> object:
 def _code_of(message: Mapping[str, Any], default: int = CloseCode.NO_STATUS_RCVD) -> int:
     # 7.1.5: no status code in the close frame -> 1005. Daphne sends code=None for that.
     code = message.get("code")
+    if type(code) is int:  # what servers and apps send: no conversion
+        return code
     if code is None:
         return default
     try:
-        return as_close_code(int(code))
+        return int(code)
     except Exception:  # whatever int() of a stranger's object raises, it is no code
         return default
-
-
-def _close_of(message: Mapping[str, Any]) -> Close:
-    # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
-    return Close(_code_of(message, default=CloseCode.NORMAL_CLOSURE), _reason_of(message))
 
 
 def _reason_of(message: Mapping[str, Any]) -> str:
@@ -153,105 +163,141 @@ def _reason_of(message: Mapping[str, Any]) -> str:
         return ""
 
 
-class CloseTracker:
-    """The close-tracking state machine of one WebSocket connection.
+def _close_of(message: Mapping[str, Any]) -> Close:
+    # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
+    return Close(as_close_code(_code_of(message, default=CloseCode.NORMAL_CLOSURE)), _reason_of(message))
 
-    Feed it every ASGI message the app receives (:meth:`receive`) and sends (:meth:`send`),
-    then tell it how the app ended (:meth:`app_exited` or :meth:`app_cancelled`). It keeps
-    the facts; :class:`~asgi_ws_close.CloseContext` is the read-only view users get.
 
-    Args:
-        clock: Monotonic clock, for :attr:`duration`.
-        wall_clock: Wall clock, for :attr:`opened_at` and :attr:`closed_at`.
-        quirks: What the connection's server means by what it reports
-            (:data:`asgi_ws_close._servers.SERVERS`); the ASGI spec's rules by default.
-        count_messages: Count ``websocket.receive`` / ``websocket.send`` messages; without
-            it, :attr:`messages_received` and :attr:`messages_sent` are ``None``.
+# Closes without a reason, made once: what most closes are, read without an allocation.
+_WITHOUT_REASON: dict[int, Close] = {int(code): Close(code, "") for code in CloseCode}
+
+
+def _close(code: int, reason: str) -> Close:
+    """The `Close` of a raw code and reason, as it is read."""
+    if not reason:
+        close = _WITHOUT_REASON.get(code)
+        if close is not None:
+            return close
+    return Close(as_close_code(code), reason)
+
+
+_NO_SLOTS: tuple[str, ...] = ()
+
+#: The slots of the facts `_Tracking` keeps, for the classes that hold them.
+FACT_SLOTS = (
+    "_clean",
+    "_ended",
+    "_late_messages",
+    "_outcome",
+    "_rcode",
+    "_requested",
+    "_rreason",
+    "_scode",
+    "_server_code",
+    "_sreason",
+    "_started",
+    "_unknown",
+    "abnormal",
+    "closed_at",
+    "error",
+    "finished",
+    "http_status",
+    "http_version",
+    "initiator",
+    "opened_at",
+    "quirks",
+    "received_then_sent",
+    "state",
+)
+
+#: The message counters' slots, for the classes that count (`count_messages=True`).
+COUNTER_SLOTS = ("messages_received", "messages_sent")
+
+
+class _Tracking:
+    """The close-tracking state machine of one connection: the logic, without the storage.
+
+    `CloseTracker` is the public, stand-alone class; the ASGI adapter's per-connection
+    object is another `_Tracking`, so that it needs no tracker object of its own. Both hold
+    `FACT_SLOTS`, a `_clock` and a `_wall_clock`, and `messages_received` and
+    `messages_sent` (slots, or `None` as class attributes when nothing is counted).
     """
 
-    __slots__ = (
-        "_clean",
-        "_clock",
-        "_ended",
-        "_late_messages",
-        "_outcome",
-        "_server_close",
-        "_unknown",
-        "_started",
-        "_wall_clock",
-        "abnormal",
-        "closed_at",
-        "error",
-        "finished",
-        "http_status",
-        "http_version",
-        "initiator",
-        "messages_received",
-        "messages_sent",
-        "opened_at",
-        "quirks",
-        "received",
-        "received_then_sent",
-        "requested",
-        "sent",
-        "state",
-    )
+    __slots__ = _NO_SLOTS
 
-    def __init__(
-        self,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        quirks: ServerQuirks = GENERIC,
-        count_messages: bool = True,
-        http_version: str | None = None,
-    ) -> None:
+    quirks: ServerQuirks
+    http_version: str | None
+    state: ConnectionState
+    initiator: Initiator | None
+    received_then_sent: bool | None
+    abnormal: bool
+    error: BaseException | None
+    http_status: int | None
+    messages_received: int | None
+    messages_sent: int | None
+    opened_at: float
+    closed_at: float | None
+    finished: bool
+    _clock: Callable[[], float]
+    _wall_clock: Callable[[], float]
+    # The close the server reported (code None: none), and the app's close that went out.
+    _rcode: int | None
+    _rreason: str
+    _scode: int | None
+    _sreason: str
+    # The close the app asked for, when a policy sent another one (None: the one sent).
+    _requested: Close | None
+    # The close frame the server sent on its own (on an app error, at shutdown), if known.
+    _server_code: int | None
+    _unknown: frozenset[str]
+    _clean: bool
+    _outcome: Outcome | None
+    _late_messages: int
+    _started: float
+    _ended: float | None
+
+    def _begin(self, quirks: ServerQuirks, http_version: str | None) -> None:
+        # Every fact's value at the start: the clocks are read here and at the end, only.
         self.quirks = quirks
         #: The HTTP version of the upgrade, as the scope gives it ("1.1", "2", "3").
         self.http_version = http_version
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self.state: ConnectionState = CONNECTING
+        self.state = CONNECTING
         #: Who started the end: "client", "app", "server", or None (transport lost).
-        self.initiator: Initiator | None = None
-        #: The close status the server reported in ``websocket.disconnect``.
-        self.received: Close | None = None
-        #: The close that went to the server for the app's ``websocket.close``.
-        self.sent: Close | None = None
-        #: The close the app asked for; differs from ``sent`` only if a policy repaired it.
-        self.requested: Close | None = None
+        self.initiator = None
+        self._rcode = None
+        self._rreason = ""
+        self._scode = None
+        self._sreason = ""
+        self._requested = None
         #: True if the peer's (or server's) close came first, False if the app's did.
-        self.received_then_sent: bool | None = None
+        self.received_then_sent = None
         #: The connection ended without any close frame: its close code is 1006.
         self.abnormal = False
-        # The close frame the server sent on its own (on an app error, at shutdown), if known.
-        self._server_close: Close | None = None
+        self._server_code = None
         # Facts this connection's server could not report (names of properties).
-        self._unknown: frozenset[str] = _NOTHING_UNKNOWN
+        self._unknown = _NOTHING_UNKNOWN
         self._clean = True
-        self.error: BaseException | None = None
-        self.http_status: int | None = None
+        self.error = None
+        self.http_status = None
         # How it ended, once it has: decided where the end is decided.
-        self._outcome: Outcome | None = None
-        self.messages_received: int | None = 0 if count_messages else None
-        self.messages_sent: int | None = 0 if count_messages else None
+        self._outcome = None
         # Messages the app handed to send() after its close or the connection's end.
         self._late_messages = 0
-        self.opened_at: float = wall_clock()
-        self.closed_at: float | None = None
-        self._started: float = clock()
-        self._ended: float | None = None
+        self.opened_at = self._wall_clock()
+        self.closed_at = None
+        self._started = self._clock()
+        self._ended = None
         #: The app has returned, raised or been cancelled.
         self.finished = False
 
     # Public methods for feeding events.
 
     def receive(self, message: Mapping[str, Any], *, wire: Wire | None = None) -> None:
-        """Record a message that the server delivered to the app through ``receive()``.
+        """Record a message that the server delivered to the app through `receive()`.
 
         Args:
             message: The message, as the server delivered it.
-            wire: For a ``websocket.disconnect``: what the server's connection object says
+            wire: For a `websocket.disconnect`: what the server's connection object says
                 about the close frames (its entry's probe), when it has one.
         """
         kind = _type_of(message)
@@ -263,11 +309,11 @@ class CloseTracker:
         # websocket.connect changes nothing; unknown types are not ours to judge.
 
     def send(self, message: Mapping[str, Any], *, requested: Mapping[str, Any] | None = None) -> None:
-        """Record a message that the app hands to the server's ``send()``, before it goes.
+        """Record a message that the app hands to the server's `send()`, before it goes.
 
         Args:
             message: The message as it goes to the server.
-            requested: The app's own ``websocket.close``, when a policy sends ``message``
+            requested: The app's own `websocket.close`, when a policy sends `message`
                 in its place.
         """
         kind = _type_of(message)
@@ -308,7 +354,7 @@ class CloseTracker:
         self.received_then_sent = False
 
     def send_failed(self, message: Mapping[str, Any]) -> None:
-        """Record that the server's ``send()`` raised for ``message``."""
+        """Record that the server's `send()` raised for `message`."""
         if _type_of(message) != "websocket.close":
             return
         # The server refused the close (e.g. an invalid code under websockets), or the client
@@ -319,7 +365,7 @@ class CloseTracker:
             self._clean = False
 
     def app_exited(self, error: BaseException | None = None, *, wire: Wire | None = None) -> None:
-        """Record that the app returned (``error=None``) or raised ``error``.
+        """Record that the app returned (`error=None`) or raised `error`.
 
         Args:
             error: The exception that escaped the app, if any.
@@ -340,6 +386,8 @@ class CloseTracker:
             self._clean = False
         elif state is OPEN and self._ended_unread(wire):
             return
+        if state >= CLOSED:
+            return  # it ended before the app did: nothing more to record
         if self._transition(_Event.APP_EXIT):
             self.initiator = "app"
             if state is CONNECTING:
@@ -359,7 +407,7 @@ class CloseTracker:
                 self._end_by_server(self.quirks.return_close if error is None else self.quirks.error_close)
 
     def closing_for_error(self, message: Mapping[str, Any]) -> None:
-        """Record the close that ``close_on_error`` sends for the app, which raised after accept."""
+        """Record the close that `close_on_error` sends for the app, which raised after accept."""
         self.send(message)
         if self.state is CLOSING:
             self._outcome = "app_error"
@@ -368,7 +416,7 @@ class CloseTracker:
         """Record that the app's task was cancelled, as servers do at shutdown.
 
         Args:
-            wire: As for :meth:`app_exited`.
+            wire: As for `app_exited`.
         """
         if self.finished:
             return
@@ -401,6 +449,24 @@ class CloseTracker:
     # Derived, read-only facts.
 
     @property
+    def received(self) -> Close | None:
+        """The close status the server reported in `websocket.disconnect`."""
+        code = self._rcode
+        return None if code is None else _close(code, self._rreason)
+
+    @property
+    def sent(self) -> Close | None:
+        """The close that went to the server for the app's `websocket.close`."""
+        code = self._scode
+        return None if code is None else _close(code, self._sreason)
+
+    @property
+    def requested(self) -> Close | None:
+        """The close the app asked for; differs from `sent` only if a policy repaired it."""
+        requested = self._requested
+        return self.sent if requested is None else requested
+
+    @property
     def ended(self) -> bool:
         """Whether the connection has ended (CLOSED or REJECTED)."""
         return self.state >= CLOSED
@@ -409,24 +475,27 @@ class CloseTracker:
     def code(self) -> int | None:
         """The close code of the connection; 1006 if it ended abnormally.
 
-        ``None`` while open, and when the server did not report it (see :attr:`unknown`).
+        `None` while open, and when the server did not report it (see `unknown`).
         """
         if self.state < CLOSED or "code" in self._unknown:
             return None
-        close = self._final_close()
-        return CloseCode.ABNORMAL_CLOSURE if close is None else close.code
+        code = self._final_code()
+        return CloseCode.ABNORMAL_CLOSURE if code is None else as_close_code(code)
 
     @property
     def reason(self) -> str:
-        """The close reason that goes with :attr:`code`; ``""`` when there is none."""
-        close = self._final_close() if self.state >= CLOSED else None
-        return "" if close is None else close.reason
+        """The close reason that goes with `code`; `""` when there is none."""
+        if self.state < CLOSED or self._final_code() is None:
+            return ""
+        if self.initiator == "app":
+            return self._sreason if self._scode is not None else ""
+        return self._rreason if self._rcode is not None else ""
 
     @property
     def clean(self) -> bool | None:
         """Whether the connection ended with a closing handshake and no app error.
 
-        ``None`` while open, and when the server did not report it (see :attr:`unknown`).
+        `None` while open, and when the server did not report it (see `unknown`).
         """
         if self.state < CLOSED or "clean" in self._unknown:
             return None
@@ -434,9 +503,9 @@ class CloseTracker:
 
     @property
     def outcome(self) -> Outcome | None:
-        """How the connection ended, in one low-cardinality word; ``None`` until it has.
+        """How the connection ended, in one low-cardinality word; `None` until it has.
 
-        Also ``None`` when its server could not report it (``"outcome"`` in :attr:`unknown`).
+        Also `None` when its server could not report it (`"outcome"` in `unknown`).
         """
         if self.state < CLOSED or "outcome" in self._unknown:
             return None
@@ -444,12 +513,12 @@ class CloseTracker:
 
     @property
     def unknown(self) -> frozenset[str]:
-        """Names of the facts this connection's server could not report (e.g. ``"reason"``)."""
+        """Names of the facts this connection's server could not report (e.g. `"reason"`)."""
         return self._unknown
 
     @property
     def sends_after_close(self) -> int:
-        """Messages the app handed to ``send()`` after its close or the connection's end."""
+        """Messages the app handed to `send()` after its close or the connection's end."""
         return self._late_messages
 
     @property
@@ -461,16 +530,20 @@ class CloseTracker:
 
     # Private methods.
 
-    def _final_close(self) -> Close | None:
-        # The close that ended the connection: None when it ended without one (-> 1006).
+    def _final_code(self) -> int | None:
+        # The code of the close that ended the connection: None when it ended without one
+        # (-> 1006). Its reason is the same side's (the server's own close has none).
         if self.abnormal:
             return None
         if self.initiator == "app":
-            return self.sent or self._server_close
-        return self.received or self._server_close
+            if self._scode is not None:
+                return self._scode
+        elif self._rcode is not None:
+            return self._rcode
+        return self._server_code
 
     def _end_by_server(self, code: int | Literal["unknown"] | None) -> None:
-        # The connection ends without the app's close: the server sends ``code`` on its own,
+        # The connection ends without the app's close: the server sends `code` on its own,
         # or (None) drops the transport without a close frame, or ("unknown") either.
         self._clean = False
         if code == "unknown":
@@ -478,7 +551,7 @@ class CloseTracker:
         elif code is None:
             self.abnormal = True
         else:
-            self._server_close = Close(as_close_code(code), "")
+            self._server_code = code
 
     def _server_ended(self, close: int | Literal["unknown"] | None) -> None:
         # The server ended the connection on its own, at shutdown: with a close frame, without
@@ -509,7 +582,7 @@ class CloseTracker:
             self.received_then_sent = True
             self._outcome = "client_closed"
             if isinstance(received, Close):
-                self.received = received
+                self._rcode, self._rreason = received.code, received.reason
                 if not self.quirks.client_reason and self.quirks.probe is None:
                     self._unknown = _REASON_UNKNOWN
             else:
@@ -523,7 +596,7 @@ class CloseTracker:
             self.received_then_sent = False
             self._outcome = _SERVER_OUTCOMES[wire.cause]
             if isinstance(sent, Close):
-                self.received = sent
+                self._rcode, self._rreason = sent.code, sent.reason
             else:
                 self._unknown = _CLOSE_UNKNOWN
             if wire.cause != "shutdown":
@@ -540,6 +613,11 @@ class CloseTracker:
             self.abnormal = True
             self._clean = False
 
+    def _accept(self) -> None:
+        # The app's websocket.accept while CONNECTING, on the adapter's fast path: the
+        # table's transition, without looking it up.
+        self.state = _ACCEPTED
+
     def _transition(self, event: _Event) -> bool:
         new_state = TRANSITIONS[self.state].get(event)
         if new_state is None:
@@ -552,11 +630,20 @@ class CloseTracker:
 
     def _app_close(self, message: Mapping[str, Any], requested: Mapping[str, Any]) -> None:
         state = self.state
-        close = _close_of(message)
-        if not self._transition(_Event.CLOSE):
+        new_state = _AFTER_CLOSE.get(state)
+        if new_state is None:
             return
-        self.sent = close
-        self.requested = close if requested is message else _close_of(requested)
+        if new_state >= CLOSED:  # a rejection: the end
+            self._transition(_Event.CLOSE)
+        else:
+            self.state = new_state
+        # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
+        code = message.get("code")
+        self._scode = code if type(code) is int else _code_of(message, CloseCode.NORMAL_CLOSURE)
+        reason = message.get("reason")
+        self._sreason = reason if type(reason) is str else _reason_of(message)
+        if requested is not message:
+            self._requested = _close_of(requested)
         self.initiator = "app"
         self._outcome = "app_closed"
         if state is CONNECTING:
@@ -569,30 +656,38 @@ class CloseTracker:
             self.received_then_sent = False
 
     def _disconnect(self, message: Mapping[str, Any], wire: Wire | None) -> None:
+        # The table's transition, inline: a disconnect always ends the connection.
         state = self.state
-        if not self._transition(_Event.DISCONNECT):
+        new_state = _AFTER_DISCONNECT.get(state)
+        if new_state is None:
             return
-        code = _code_of(message)
+        self.state = new_state
+        self._ended = self._clock()
+        self.closed_at = self._wall_clock()
         if state is CONNECTING:
             # The client left during the handshake: no close frame either way.
             self._outcome = "dropped"
             self.abnormal = True
             self._clean = False
             return
+        code = message.get("code")
+        if type(code) is not int:
+            code = _code_of(message)
         if state is CLOSING:
             # Every server answers the app's close with a disconnect of its own making
             # (uvicorn echoes the app's close at once, even if the peer never replies; others
             # send 1000 or 1005), so it says nothing about the peer's reply. Only 1006, which
             # never travels on the wire, tells that the transport was lost first.
             # (uvicorn's echo of an app that closed with 1006 itself is no loss.)
-            if code == CloseCode.ABNORMAL_CLOSURE and self.sent != Close(code, _reason_of(message)):
+            if code == CloseCode.ABNORMAL_CLOSURE and (self._scode != code or self._sreason != _reason_of(message)):
                 self._clean = False
             return
         if wire is not None and wire.ended:
             # The server's connection object knows: no guessing from the message's shape.
             self._end_from_wire(wire)
             return
-        drop = self.quirks.drop
+        quirks = self.quirks
+        drop = quirks.drop
         # (daphne's empty close frame is an explicit code=None: not this.)
         no_status_without_reason = (
             code == CloseCode.NO_STATUS_RCVD
@@ -617,11 +712,16 @@ class CloseTracker:
             self.abnormal = True
             self._clean = False
             return
-        reason = _reason_of(message)
-        self.received = Close(code, reason)
-        if not self.quirks.client_reason:
+        reason = message.get("reason")
+        if type(reason) is not str:
+            reason = _reason_of(message)
+        self._rcode = code
+        self._rreason = reason
+        if not quirks.client_reason:
             self._unknown = _REASON_UNKNOWN
-        if (code, reason) in self.quirks.own_closes or is_server_generated(code, reason, "reason" in message):
+        if (quirks.own_closes and (code, reason) in quirks.own_closes) or (
+            code in SERVER_GENERATED_CODES and is_server_generated(code, reason, "reason" in message)
+        ):
             self.initiator = "server"
             self.received_then_sent = False
             # A server fails the connection on a protocol error; 1012 is an orderly restart.
@@ -634,3 +734,38 @@ class CloseTracker:
             self.initiator = "client"
             self._outcome = "client_closed"
             self.received_then_sent = True
+
+
+class CloseTracker(_Tracking):
+    """The close-tracking state machine of one WebSocket connection.
+
+    Feed it every ASGI message the app receives (`receive`) and sends (`send`), then tell
+    it how the app ended (`app_exited` or `app_cancelled`). It keeps the facts;
+    `asgi_ws_close.CloseContext` is the read-only view users get.
+
+    Args:
+        clock: Monotonic clock, for `duration`.
+        wall_clock: Wall clock, for `opened_at` and `closed_at`.
+        quirks: What the connection's server means by what it reports
+            (`asgi_ws_close.SERVERS`); the ASGI spec's rules by default.
+        count_messages: Count `websocket.receive` / `websocket.send` messages; without
+            it, `messages_received` and `messages_sent` are `None`.
+        http_version: The HTTP version of the upgrade, as the scope gives it.
+    """
+
+    __slots__ = ("_clock", "_wall_clock", *FACT_SLOTS, *COUNTER_SLOTS)
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        quirks: ServerQuirks = GENERIC,
+        count_messages: bool = True,
+        http_version: str | None = None,
+    ) -> None:
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self.messages_received = 0 if count_messages else None
+        self.messages_sent = 0 if count_messages else None
+        self._begin(quirks, http_version)

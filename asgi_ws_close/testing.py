@@ -60,9 +60,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from ._context import SCOPE_KEY
-from ._middleware import WebSocketCloseMiddleware, _app_ended, _CountingRelay
+from ._middleware import WebSocketCloseMiddleware, _app_ended, _CountingConnection
 from ._record import CloseContext, CloseRecord
-from ._tracker import CloseTracker
+from ._servers import GENERIC
 from ._types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["CloseCapture", "capture_closes"]
@@ -223,19 +223,19 @@ class _CaptureApp:
             await self.app(scope, receive, send)
             return
         # The middleware's own bookkeeping, so that a capture without it reads the same.
-        tracker = CloseTracker()
-        relay = _CountingRelay(tracker, receive, send, None)
+        tracker = _CountingConnection(GENERIC, None, receive, send, None, None, ())
         try:
-            await self.app(scope, relay.receive, relay.send)
+            await self.app(scope, tracker.receive_with_tracking, tracker.send_with_tracking)
         except BaseException as exc:
             _app_ended(tracker, exc)
             raise
         else:
             _app_ended(tracker, None)
         finally:
+            tracker._detach()
             # The app's middleware shares this scope dict (Starlette and Litestar do not copy
             # it) and has finished with its context by now, hooks included.
             context = scope.get(SCOPE_KEY)
             if not isinstance(context, CloseContext):
-                context = CloseContext(tracker)
+                context = tracker
             self.capture._add(context.snapshot())
