@@ -1,10 +1,10 @@
 """Benchmarks for :mod:`asgi_ws_close`: what the middleware costs, measured side by side.
 
-Run all five from the repository root (the dev or test dependency group installed)::
+Run all six from the repository root (the dev or test dependency group installed)::
 
     python -m benchmarks                # full mode: the figures for the README (several minutes)
     python -m benchmarks --quick        # CI mode: fails only on a gross regression (< ~90 s)
-    python -m benchmarks --only memory  # one benchmark: inprocess, e2e, churn, memory, http
+    python -m benchmarks --only memory  # one benchmark: inprocess, e2e, churn, memory, http, connection
 
 ``python benchmarks/run.py [--quick] [--only NAME]`` is the same command. Every comparison is
 interleaved (with and without the middleware alternate round by round, in ABBA order) and

@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import bench_churn, bench_e2e, bench_http, bench_inprocess, bench_memory
+from benchmarks import bench_churn, bench_connection, bench_e2e, bench_http, bench_inprocess, bench_memory
 from benchmarks._common import BenchResult
 
 __all__ = ["BENCHMARKS", "main"]
@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     bench_churn.NAME: bench_churn.run,
     bench_memory.NAME: bench_memory.run,
     bench_http.NAME: bench_http.run,
+    bench_connection.NAME: bench_connection.run,
 }
 _VERSIONS = ("asgi-ws-close", "uvicorn", "websockets", "wsproto", "h11", "starlette")
 
