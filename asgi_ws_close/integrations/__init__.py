@@ -1,22 +1,21 @@
-"""Ready-made `on_close` hooks for logging, Prometheus and OpenTelemetry.
+"""Ready-made `on_close` hooks for logging, Prometheus, OpenTelemetry and Sentry.
 
 Each integration lives in its own module, so that importing one never imports another's
 third-party library:
 
-* `asgi_ws_close.integrations.logging`: `LogCloseHook`
-  and the ready hook `log_close`, one structured line per close on the `asgi_ws_close`
-  logger (standard library only).
-* `asgi_ws_close.integrations.prometheus`:
-  `PrometheusCloseMetrics`, a counter of
-  closes, a histogram of durations and a gauge of active connections
-  (`pip install "asgi-ws-close[prometheus]"`).
-* `asgi_ws_close.integrations.otel`:
-  `OpenTelemetryCloseInstrumentation`, close attributes on the
-  connection's span and close metrics through the OpenTelemetry API
+* `asgi_ws_close.integrations.logging`: `LogCloseHook` and the ready hook `log_close`, one
+  structured line per close on the `asgi_ws_close` logger (standard library only).
+* `asgi_ws_close.integrations.prometheus`: `PrometheusCloseMetrics`, a counter of closes, a
+  histogram of durations and a gauge of active connections, right under several worker
+  processes too (`pip install "asgi-ws-close[prometheus]"`).
+* `asgi_ws_close.integrations.otel`: `OpenTelemetryCloseInstrumentation`, close attributes on
+  the connection's span and close metrics through the OpenTelemetry API
   (`pip install "asgi-ws-close[otel]"`).
+* `asgi_ws_close.integrations.sentry`: `SentryCloseHook` and the ready hook `sentry_close`,
+  how the connection ended on its Sentry scope (`pip install "asgi-ws-close[sentry]"`).
 
 All of them run after the connection ended, never on the message path, and pass every
-peer-controlled value through `sanitize_reason` (logs, span attributes) or
+peer-controlled value through `sanitize_reason` (logs, span attributes, Sentry) or
 `code_label` (metric labels), re-exported here.
 """
 
