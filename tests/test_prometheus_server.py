@@ -57,19 +57,21 @@ from typing import Any
 
 import pytest
 
-from tests.support.promapp import APP_CLOSE_CODE
 from tests.support.prometheus import (
+    PROMAPP,
     Deployment,
     Prometheus,
     ServerKind,
     deployment_command,
     http_get,
+    promapp_constant,
     prometheus_binary,
     run_deployment,
     run_prometheus,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+APP_CLOSE_CODE: int = promapp_constant("APP_CLOSE_CODE")
 DASHBOARD = REPO_ROOT / "examples" / "grafana" / "asgi-ws-close.json"
 
 CLOSES = "websocket_server_closes_total"
@@ -497,7 +499,7 @@ def _fenced(section: str, lang: str) -> list[str]:
 
 def test_the_docs_recipe_is_the_deployed_app_and_commands() -> None:
     section = _docs_prometheus_section()
-    app = (REPO_ROOT / "tests" / "support" / "promapp.py").read_text(encoding="utf-8")
+    app = PROMAPP.read_text(encoding="utf-8")
     [recipe] = _fenced(section, "python")
     # Every line of the recipe from the metrics on (the routes are the app's own; the tier's
     # PrometheusCloseMetrics has keep_codes) is a line of the deployed app.

@@ -17,6 +17,7 @@ process it had, by its own PID and start time.
 
 from __future__ import annotations
 
+import ast
 import http.client
 import json
 import os
@@ -33,17 +34,34 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from tests.servers import _RESET_SIGNALS_THEN_EXEC, REPO_ROOT, Server, _descendants, _stat
-from tests.support.promapp import READY_DIR_ENV
 
 __all__ = [
+    "PROMAPP",
     "Deployment",
     "Prometheus",
     "deployment_command",
     "http_get",
+    "promapp_constant",
     "prometheus_binary",
     "run_deployment",
     "run_prometheus",
 ]
+
+#: The deployed app's source. The test process never imports it: that would build the app
+#: and register its metrics in prometheus-client's default registry, for every other test of
+#: the process to collide with.
+PROMAPP = REPO_ROOT / "tests" / "support" / "promapp.py"
+
+
+def promapp_constant(name: str) -> Any:
+    """The value of the module-level constant `name = <literal>` of `tests.support.promapp`."""
+    for node in ast.parse(PROMAPP.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and [getattr(target, "id", None) for target in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise LookupError(f"no constant {name} in {PROMAPP}")
+
+
+READY_DIR_ENV: str = promapp_constant("READY_DIR_ENV")
 
 STARTUP_TIMEOUT = 30.0
 HTTP_TIMEOUT = 10.0
