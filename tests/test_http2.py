@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from tests.h2client import (
     server_settings,
 )
 from tests.rawclient import RawWebSocket, close_payload
-from tests.servers import SERVERS, Server, ServerSpec, read_records, run_server, wait_for_records
+from tests.servers import POLL_INTERVAL, SERVERS, Server, ServerSpec, read_records, run_server, wait_for_records
 
 pytestmark = pytest.mark.server
 
@@ -307,6 +308,13 @@ def _granian(*flags: str) -> ServerSpec:
     return ServerSpec("granian", "granian", command, None)
 
 
+def _wait_for_log(server: Server, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.log():
+        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s; {server.describe()}"
+        time.sleep(POLL_INTERVAL)
+
+
 @pytest.fixture
 def run_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     """Run a server from a :class:`ServerSpec` of this module (registered for the test only)."""
@@ -329,7 +337,8 @@ def test_uvicorn_zttp_http2_takes_the_connect_as_http(run_spec: Any, tmp_path: P
         with pytest.raises(ConnectRejected) as rejected:
             H2WebSocket.connect(server.port, "/ws/echo?id=uvicorn-zttp-h2")
         assert rejected.value.status == 404
-        assert '"CONNECT /ws/echo?id=uvicorn-zttp-h2 HTTP/2" 404' in server.log(), server.describe()
+        # uvicorn logs the request after the response is on its way: wait (bounded) for the line.
+        _wait_for_log(server, '"CONNECT /ws/echo?id=uvicorn-zttp-h2 HTTP/2" 404')
     assert read_records(tmp_path / "records.jsonl") == []
 
 
@@ -372,5 +381,5 @@ def test_granian_h2c_without_extended_connect(
             H2WebSocket.connect(server.port, "/ws/echo?id=granian", require_extended_connect=False)
         assert (rejected.value.status, rejected.value.reset_code) == (None, PROTOCOL_ERROR)
         if log is not None:
-            assert log in server.log(), server.describe()
+            _wait_for_log(server, log)
     assert read_records(tmp_path / "records.jsonl") == []
