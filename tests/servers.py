@@ -295,9 +295,12 @@ class Server:
     def wait_exit(self, timeout: float) -> int:
         """Wait until the process exits; fail with the log if it does not within ``timeout``."""
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"server did not exit within {timeout} s; {self.describe()}") from None
+        # Its last lines are read once the pipe is drained: log() is then complete.
+        self._reader.join(KILL_TIMEOUT)
+        return code
 
     def stop(self) -> None:
         """SIGTERM this process, wait, SIGKILL it if it is still there; reap it; then its workers."""
