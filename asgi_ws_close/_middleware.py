@@ -17,7 +17,7 @@ from ._context import SCOPE_KEY, _current
 from ._record import CloseContext, OnClose
 from ._servers import GENERIC, SERVERS, UNREADABLE, ServerQuirks, Wire, locate_server
 from ._tracker import (
-    _NOTHING_UNKNOWN,
+    _ACCEPTED,
     CLOSED,
     CLOSING,
     CONNECTING,
@@ -143,43 +143,44 @@ class WebSocketCloseMiddleware:
             await self.app(scope, receive, send)
             return
 
-        quirks, subject = locate_server(send, scope)
-        if self._quirks is not None and self._quirks is not quirks:
-            # server= names another entry: what was found is not what its probe would read.
-            quirks, subject = self._quirks, None
-        connection = self._connection(quirks, scope.get("http_version"), receive, send, subject, scope, self.hooks)
-        scope[SCOPE_KEY] = connection
-        token = _current.set(connection)
+        # Few locals: each is 8 bytes of every open connection's frame.
+        context = self._connection(
+            locate_server(send, scope), self._quirks, scope.get("http_version"), receive, send, self.hooks
+        )
+        scope[SCOPE_KEY] = context
+        # Set, and set back: no token kept while the connection is open (the value it would
+        # restore is this one).
+        previous = _current.get()
+        _current.set(context)
         try:
-            await self.app(scope, connection.receive_with_tracking, connection.send_with_tracking)
+            await self.app(scope, context.receive_with_tracking, context.send_with_tracking)
         except GeneratorExit:
             # The app's coroutine is being closed, not resumed: its event loop is gone (or the
             # process is exiting). Nothing can be awaited now; record the end as the server's.
-            _deliver_at_exit(connection)
+            _deliver_at_exit(context, scope)
             raise
         except BaseException as exc:
-            if self.close_on_error and connection.state is OPEN and not _is_cancellation(exc):
-                await _close_for_error(connection, send)
-            _app_ended(connection, exc, connection.wire())
+            if self.close_on_error and context.state is OPEN and not _is_cancellation(exc):
+                await _close_for_error(context, send)
+            _app_ended(context, exc, context.wire())
             raise
         else:
-            if connection._subject is not None:
-                connection.app_exited(wire=connection.wire())
-            elif connection.state < CLOSED:
-                connection.app_exited()
+            if context._subject is not None:
+                context.app_exited(wire=context.wire())
+            elif context.state < CLOSED:
+                context.app_exited()
             else:  # it ended before the app returned: app_exited() would record only this
-                connection.finished = True
+                context.finished = True
         finally:
             # Let go of the server's objects (see _Connection), inline.
-            connection._receive = _unattached_receive
-            connection._send = _unattached_send
-            connection._subject = None
-            connection._scope = None
+            context._receive = _unattached_receive
+            context._send = _unattached_send
+            context._subject = None
             try:
-                for hook in connection._hooks:
+                for hook in context._hooks:
                     # Inline, not a coroutine per hook: a plain hook costs a call.
                     try:
-                        result = hook(connection, scope)
+                        result = hook(context, scope)
                         if result is not None and inspect.isawaitable(result):
                             await result
                     except Exception:
@@ -187,10 +188,7 @@ class WebSocketCloseMiddleware:
                         # another hook's.
                         logger.exception("asgi_ws_close: on_close hook %r raised", hook)
             finally:
-                try:
-                    _current.reset(token)
-                except ValueError:  # closed from another context (GeneratorExit at exit)
-                    pass
+                _current.set(previous)
 
 
 # One object per connection, a _Connection, is its tracker, its context (what the scope and
@@ -219,7 +217,7 @@ async def _unattached_send(message: Message) -> None:
 class _Connection(_Tracking, CloseContext):
     """One connection: its tracker, its context and the relay of its messages, in one object."""
 
-    __slots__ = (*FACT_SLOTS, "_closing", "_receive", "_scope", "_send", "_subject")
+    __slots__ = (*FACT_SLOTS, "_receive", "_send", "_subject")
 
     # The clocks of the middleware's records: time.monotonic and time.time, read at the start
     # and at the end.
@@ -233,22 +231,23 @@ class _Connection(_Tracking, CloseContext):
 
     def __init__(
         self,
-        quirks: ServerQuirks,
+        found: tuple[ServerQuirks, Any],
+        only: ServerQuirks | None,
         http_version: str | None,
         receive: Receive,
         send: Send,
-        subject: Any,
-        scope: Scope | None,
         hooks: tuple[OnClose, ...],
     ) -> None:
+        # found: the server's entry and connection object (locate_server); only: the entry
+        # named by server=, if any.
+        quirks, subject = found
+        if only is not None and only is not quirks:
+            # server= names another entry: what was found is not what its probe would read.
+            quirks, subject = only, None
         self._receive = receive
         self._send = send
-        # Past OPEN, a websocket.send is a send after close: a flag kept here, read on the hot path.
-        self._closing = False
         # The server's connection object, for its entry's probe (None: nothing to read).
         self._subject = subject if quirks.probe is not None else None
-        # For a record at exit, should the app never be resumed (_deliver_at_exit).
-        self._scope = scope
         # on_close hooks, this middleware's and those of nested instances that share it.
         self._hooks = hooks
         # What _Tracking._begin does, inline: a call less per connection (the tests check
@@ -257,24 +256,15 @@ class _Connection(_Tracking, CloseContext):
         self.http_version = http_version
         self.state = CONNECTING
         self.initiator = None
-        self._rcode = None
-        self._rreason = ""
-        self._scode = None
-        self._sreason = ""
-        self._requested = None
+        self._close = None
+        self._rare = None
         self.received_then_sent = None
-        self.abnormal = False
-        self._server_code = None
-        self._unknown = _NOTHING_UNKNOWN
         self._clean = True
         self.error = None
-        self.http_status = None
         self._outcome = None
-        self._late_messages = 0
         self.opened_at = _wall_clock()
-        self.closed_at = None
         self._started = _monotonic()
-        self._ended = None
+        self._ends = None
         self.finished = False
 
     @property
@@ -290,7 +280,6 @@ class _Connection(_Tracking, CloseContext):
             return message
         if kind == "websocket.disconnect":
             self._disconnect(message, None if self._subject is None else self.wire(message))
-            self._closing = True  # it has ended, if it had not already
         # websocket.connect changes nothing; unknown types are not ours to judge.
         return message
 
@@ -316,43 +305,41 @@ class _Connection(_Tracking, CloseContext):
             kind = message["type"]
         except Exception:  # the server will tell the app what is wrong with it
             kind = None
-        if kind == "websocket.send" and not self._closing:
+        if kind == "websocket.send" and self.state is OPEN:
             return self._send(message)
         if kind == "websocket.accept" and self.state is CONNECTING:
             # Recorded first, as every message is: nothing about it can fail that matters.
-            self._accept()
+            # (The tracker's table's transition, applied here: a call less.)
+            self.state = _ACCEPTED
             return self._send(message)
         return self._forward(message, kind)
 
     async def _forward(self, message: Message, kind: object) -> None:
-        # The slow path: close, denial responses, sends after close, anything unknown.
+        # The slow path: close, denial responses, data before accept or after the close,
+        # anything unknown.
+        if kind == "websocket.close" and self._policies is not None and self.state <= OPEN:
+            await _police_close(self, self._send, self._policies, message)
+            return
+        # A close sent now is the connection's close, unless one was sent or received already.
+        first = self.state < CLOSING
+        # Record the app's intent first: servers answer a close with a disconnect that the
+        # app may receive before this send returns.
+        if first and kind == "websocket.close":
+            self._app_close(message, message)
+        else:
+            self.send(message)
         try:
-            if kind == "websocket.close" and self._policies is not None and self.state <= OPEN:
-                await _police_close(self, self._send, self._policies, message)
-                return
-            # A close sent now is the connection's close, unless one was sent or received already.
-            first = self.state < CLOSING
-            # Record the app's intent first: servers answer a close with a disconnect that the
-            # app may receive before this send returns.
-            if first and kind == "websocket.close":
-                self._app_close(message, message)
-            else:
-                self.send(message)
-            try:
-                await self._send(message)
-            except BaseException:
-                if first:
-                    self.send_failed(message)
-                raise
-        finally:
-            self._closing = self.state > OPEN
+            await self._send(message)
+        except BaseException:
+            if first:
+                self.send_failed(message)
+            raise
 
     def _detach(self) -> None:
         # The app's call has ended: let go of the server's objects (see above).
         self._receive = _unattached_receive
         self._send = _unattached_send
         self._subject = None
-        self._scope = None
 
 
 class _CountingConnection(_Connection):
@@ -363,17 +350,16 @@ class _CountingConnection(_Connection):
 
     def __init__(
         self,
-        quirks: ServerQuirks,
+        found: tuple[ServerQuirks, Any],
+        only: ServerQuirks | None,
         http_version: str | None,
         receive: Receive,
         send: Send,
-        subject: Any,
-        scope: Scope | None,
         hooks: tuple[OnClose, ...],
     ) -> None:
         self.messages_received = 0
         self.messages_sent = 0
-        super().__init__(quirks, http_version, receive, send, subject, scope, hooks)
+        super().__init__(found, only, http_version, receive, send, hooks)
 
     async def receive_with_tracking(self) -> Message:
         message = await self._receive()
@@ -385,7 +371,6 @@ class _CountingConnection(_Connection):
             self.messages_received += 1  # type: ignore[operator]
         elif kind == "websocket.disconnect":
             self._disconnect(message, None if self._subject is None else self.wire(message))
-            self._closing = True
         return message
 
     def send_with_tracking(self, message: Message) -> Awaitable[None]:
@@ -393,11 +378,11 @@ class _CountingConnection(_Connection):
             kind = message["type"]
         except Exception:  # the server will tell the app what is wrong with it
             kind = None
-        if kind == "websocket.send" and not self._closing:
+        if kind == "websocket.send" and self.state is OPEN:
             self.messages_sent += 1  # type: ignore[operator]
             return self._send(message)
         if kind == "websocket.accept" and self.state is CONNECTING:
-            self._accept()
+            self.state = _ACCEPTED
             return self._send(message)
         return self._forward(message, kind)
 
@@ -493,11 +478,9 @@ def _is_cancellation(exc: BaseException) -> bool:
     return cls.__name__ == "Cancelled" and cls.__module__.startswith("trio")
 
 
-def _deliver_at_exit(connection: _Connection) -> None:
+def _deliver_at_exit(connection: _Connection, scope: Scope) -> None:
     # The app will never be resumed (daphne at shutdown, a closed event loop): end the record
     # as the server's, once, and run the hooks now, without an event loop of the app's.
-    scope = connection._scope
-    assert scope is not None
     connection.server_exited(wire=connection.wire())
     hooks, connection._hooks = connection._hooks, ()  # never a second delivery, whatever runs later
     for hook in hooks:
@@ -508,13 +491,16 @@ def _deliver_at_exit(connection: _Connection) -> None:
 def _flush_open() -> None:
     """At interpreter exit: a record, and its hooks, for every connection still open.
 
-    Those are the connections still attached to their server (see `_Connection`): found
-    among the objects the garbage collector tracks, once, rather than registered and
-    unregistered at every connection's start and end.
+    Those are the connections still attached to their server (see `_Connection`), found in
+    their scopes among the objects the garbage collector tracks: once, at exit, rather than
+    registered and unregistered at every connection's start and end.
     """
-    for found in gc.get_objects():
-        if isinstance(found, _Connection) and found._scope is not None:
-            _deliver_at_exit(found)
+    found = gc.get_objects()
+    for scope in found:
+        if type(scope) is dict and scope.get("type") == "websocket":
+            connection = scope.get(SCOPE_KEY)
+            if isinstance(connection, _Connection) and connection._receive is not _unattached_receive:
+                _deliver_at_exit(connection, scope)
 
 
 def _call_hook_now(hook: OnClose, context: CloseContext, scope: Scope) -> None:

@@ -486,6 +486,8 @@ def locate_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = No
         if quirks is not GENERIC:
             return quirks, owner
         key: object = (cls, send.__func__)
+        if key in _opaque:  # searched before, for nothing: the scope tells, if anything
+            return (GENERIC if scope is None else _by_scope(scope)), None
     else:
         owner = getattr(send, "__self__", None)
         if owner is not None:

@@ -99,12 +99,18 @@ TRANSITIONS: dict[ConnectionState, dict[_Event, ConnectionState]] = {
     REJECTED: {},
 }
 
-# The transitions the hot paths take without a lookup (see _accept and _disconnect).
+# The transitions the hot paths take without a lookup (_disconnect, app_exited, and the
+# adapter's accept, which applies _ACCEPTED to a CONNECTING connection).
 _ACCEPTED = TRANSITIONS[CONNECTING][_Event.ACCEPT]
 _AFTER_DISCONNECT = {state: to[_Event.DISCONNECT] for state, to in TRANSITIONS.items() if _Event.DISCONNECT in to}
 assert all(state >= CLOSED for state in _AFTER_DISCONNECT.values())
 _AFTER_CLOSE = {state: to[_Event.CLOSE] for state, to in TRANSITIONS.items() if _Event.CLOSE in to}
 assert all(state < CLOSED or state is REJECTED for state in _AFTER_CLOSE.values())
+
+# Codes a disconnect's general path treats apart: no status, no close frame, and the codes a
+# server may have generated (see _disconnect).
+_NOT_PLAIN_CODES = frozenset({CloseCode.NO_STATUS_RCVD, CloseCode.ABNORMAL_CLOSURE, *SERVER_GENERATED_CODES})
+_CLOSED_BY_APP_EXIT = TRANSITIONS[CLOSING][_Event.APP_EXIT]
 
 # ASGI spec: a close before accept is answered with HTTP 403 (measured on every server in
 # ../shared/facts/servers.md). What an app that raises before accept gets is per server.
@@ -172,7 +178,7 @@ def _close_of(message: Mapping[str, Any]) -> Close:
 _WITHOUT_REASON: dict[int, Close] = {int(code): Close(code, "") for code in CloseCode}
 
 
-def _close(code: int, reason: str) -> Close:
+def _close_from(code: int, reason: str) -> Close:
     """The `Close` of a raw code and reason, as it is read."""
     if not reason:
         close = _WITHOUT_REASON.get(code)
@@ -186,22 +192,13 @@ _NO_SLOTS: tuple[str, ...] = ()
 #: The slots of the facts `_Tracking` keeps, for the classes that hold them.
 FACT_SLOTS = (
     "_clean",
-    "_ended",
-    "_late_messages",
+    "_close",
+    "_ends",
     "_outcome",
-    "_rcode",
-    "_requested",
-    "_rreason",
-    "_scode",
-    "_server_code",
-    "_sreason",
+    "_rare",
     "_started",
-    "_unknown",
-    "abnormal",
-    "closed_at",
     "error",
     "finished",
-    "http_status",
     "http_version",
     "initiator",
     "opened_at",
@@ -212,6 +209,25 @@ FACT_SLOTS = (
 
 #: The message counters' slots, for the classes that count (`count_messages=True`).
 COUNTER_SLOTS = ("messages_received", "messages_sent")
+
+
+class _Rare:
+    """The facts few connections have: made for those only (see `_Tracking._more`)."""
+
+    __slots__ = ("abnormal", "http_status", "late_messages", "requested", "server_code", "unknown")
+
+    def __init__(self) -> None:
+        # The connection ended without any close frame: its close code is 1006.
+        self.abnormal = False
+        self.http_status: int | None = None
+        # Messages the app handed to send() after its close or the connection's end.
+        self.late_messages = 0
+        # The close the app asked for, when a policy sent another one (None: the one sent).
+        self.requested: Close | None = None
+        # The close frame the server sent on its own (on an app error, at shutdown), if known.
+        self.server_code: int | None = None
+        # Facts this connection's server could not report (names of properties).
+        self.unknown = _NOTHING_UNKNOWN
 
 
 class _Tracking:
@@ -230,31 +246,24 @@ class _Tracking:
     state: ConnectionState
     initiator: Initiator | None
     received_then_sent: bool | None
-    abnormal: bool
     error: BaseException | None
-    http_status: int | None
     messages_received: int | None
     messages_sent: int | None
     opened_at: float
-    closed_at: float | None
     finished: bool
     _clock: Callable[[], float]
     _wall_clock: Callable[[], float]
-    # The close the server reported (code None: none), and the app's close that went out.
-    _rcode: int | None
-    _rreason: str
-    _scode: int | None
-    _sreason: str
-    # The close the app asked for, when a policy sent another one (None: the one sent).
-    _requested: Close | None
-    # The close frame the server sent on its own (on an app error, at shutdown), if known.
-    _server_code: int | None
-    _unknown: frozenset[str]
+    # The close of the connection as its raw code and reason (None: none): the app's that
+    # went out when the app initiated, else the one the server reported. Never both: once the
+    # app's close is recorded nothing is received, and the reverse.
+    _close: tuple[int, str] | None
+    # The facts few connections have (None until one is set).
+    _rare: _Rare | None
     _clean: bool
     _outcome: Outcome | None
-    _late_messages: int
     _started: float
-    _ended: float | None
+    # The clocks at the end, (monotonic, wall); None until then.
+    _ends: tuple[float, float] | None
 
     def _begin(self, quirks: ServerQuirks, http_version: str | None) -> None:
         # Every fact's value at the start: the clocks are read here and at the end, only.
@@ -264,29 +273,17 @@ class _Tracking:
         self.state = CONNECTING
         #: Who started the end: "client", "app", "server", or None (transport lost).
         self.initiator = None
-        self._rcode = None
-        self._rreason = ""
-        self._scode = None
-        self._sreason = ""
-        self._requested = None
+        self._close = None
+        self._rare = None
         #: True if the peer's (or server's) close came first, False if the app's did.
         self.received_then_sent = None
-        #: The connection ended without any close frame: its close code is 1006.
-        self.abnormal = False
-        self._server_code = None
-        # Facts this connection's server could not report (names of properties).
-        self._unknown = _NOTHING_UNKNOWN
         self._clean = True
         self.error = None
-        self.http_status = None
         # How it ended, once it has: decided where the end is decided.
         self._outcome = None
-        # Messages the app handed to send() after its close or the connection's end.
-        self._late_messages = 0
         self.opened_at = self._wall_clock()
-        self.closed_at = None
         self._started = self._clock()
-        self._ended = None
+        self._ends = None
         #: The app has returned, raised or been cancelled.
         self.finished = False
 
@@ -321,13 +318,13 @@ class _Tracking:
             if self.messages_sent is not None:
                 self.messages_sent += 1
             if self.state >= CLOSING:
-                self._late_messages += 1
+                self._more().late_messages += 1
         elif kind == "websocket.accept":
             if not self._transition(_Event.ACCEPT) and self.state >= CLOSING:
-                self._late_messages += 1
+                self._more().late_messages += 1
         elif kind == "websocket.close":
             if self.state >= CLOSING:
-                self._late_messages += 1
+                self._more().late_messages += 1
             else:
                 self._app_close(message, message if requested is None else requested)
         elif kind == "websocket.http.response.start":
@@ -335,8 +332,8 @@ class _Tracking:
                 self.initiator = "app"
                 self._outcome = "rejected"
                 status = message.get("status")
-                self.http_status = status if isinstance(status, int) else None
-                self.abnormal = True
+                self._more().http_status = status if isinstance(status, int) else None
+                self._more().abnormal = True
                 self._clean = False
 
     def rejected_with_close(self, message: Mapping[str, Any], *, requested: Mapping[str, Any] | None = None) -> None:
@@ -348,9 +345,9 @@ class _Tracking:
         if self.state is not CONNECTING:
             return
         self._app_close(message, message if requested is None else requested)
-        self.abnormal = False
+        self._more().abnormal = False
         self._clean = True
-        self.http_status = None
+        self._more().http_status = None
         self.received_then_sent = False
 
     def send_failed(self, message: Mapping[str, Any]) -> None:
@@ -361,7 +358,7 @@ class _Tracking:
         # was gone: the connection ends without that close frame. (A rejection by HTTP 403 is
         # abnormal already; one by accept-then-close is not, until now.)
         if self.state is CLOSING or (self.state is REJECTED and not self.abnormal):
-            self.abnormal = True
+            self._more().abnormal = True
             self._clean = False
 
     def app_exited(self, error: BaseException | None = None, *, wire: Wire | None = None) -> None:
@@ -377,6 +374,12 @@ class _Tracking:
             return
         self.finished = True
         state = self.state
+        if state is CLOSING and error is None:
+            # The common case first: the app closed, then returned. Its close stands.
+            self.state = _CLOSED_BY_APP_EXIT
+            self._ends = (self._clock(), self._wall_clock())
+            self.initiator = "app"
+            return
         if error is not None:
             self.error = error
             if state is OPEN and self._ended_unread(wire):
@@ -392,15 +395,15 @@ class _Tracking:
             self.initiator = "app"
             if state is CONNECTING:
                 self._outcome = "rejected" if error is None else "app_error"
-                self.http_status = self.quirks.rejection_status
-                self.abnormal = True
+                self._more().http_status = self.quirks.rejection_status
+                self._more().abnormal = True
                 self._clean = False
                 return
             if state is OPEN:
                 self._outcome = "app_closed" if error is None else "app_error"
             if state is OPEN and error is None and self.quirks.return_leaves_open:
                 # daphne keeps the connection open until the client goes, and never says how.
-                self._unknown = _END_UNKNOWN
+                self._more().unknown = _END_UNKNOWN
             elif state is OPEN:
                 # The app ended without closing: the server closes the connection, with a
                 # close frame of its own or (uvicorn) without any.
@@ -451,20 +454,32 @@ class _Tracking:
     @property
     def received(self) -> Close | None:
         """The close status the server reported in `websocket.disconnect`."""
-        code = self._rcode
-        return None if code is None else _close(code, self._rreason)
+        close = self._close
+        return None if close is None or self.initiator == "app" else _close_from(*close)
 
     @property
     def sent(self) -> Close | None:
         """The close that went to the server for the app's `websocket.close`."""
-        code = self._scode
-        return None if code is None else _close(code, self._sreason)
+        close = self._close
+        return None if close is None or self.initiator != "app" else _close_from(*close)
+
+    @property
+    def abnormal(self) -> bool:
+        """The connection ended without any close frame: its close code is 1006."""
+        rare = self._rare
+        return rare is not None and rare.abnormal
 
     @property
     def requested(self) -> Close | None:
         """The close the app asked for; differs from `sent` only if a policy repaired it."""
-        requested = self._requested
-        return self.sent if requested is None else requested
+        rare = self._rare
+        return self.sent if rare is None or rare.requested is None else rare.requested
+
+    @property
+    def http_status(self) -> int | None:
+        """For a rejected handshake: 403 for close-before-accept, or the denial status."""
+        rare = self._rare
+        return None if rare is None else rare.http_status
 
     @property
     def ended(self) -> bool:
@@ -477,7 +492,8 @@ class _Tracking:
 
         `None` while open, and when the server did not report it (see `unknown`).
         """
-        if self.state < CLOSED or "code" in self._unknown:
+        rare = self._rare
+        if self.state < CLOSED or (rare is not None and "code" in rare.unknown):
             return None
         code = self._final_code()
         return CloseCode.ABNORMAL_CLOSURE if code is None else as_close_code(code)
@@ -485,11 +501,10 @@ class _Tracking:
     @property
     def reason(self) -> str:
         """The close reason that goes with `code`; `""` when there is none."""
-        if self.state < CLOSED or self._final_code() is None:
+        close = self._close
+        if self.state < CLOSED or close is None or self.abnormal:
             return ""
-        if self.initiator == "app":
-            return self._sreason if self._scode is not None else ""
-        return self._rreason if self._rcode is not None else ""
+        return close[1]
 
     @property
     def clean(self) -> bool | None:
@@ -497,7 +512,8 @@ class _Tracking:
 
         `None` while open, and when the server did not report it (see `unknown`).
         """
-        if self.state < CLOSED or "clean" in self._unknown:
+        rare = self._rare
+        if self.state < CLOSED or (rare is not None and "clean" in rare.unknown):
             return None
         return self._clean
 
@@ -507,51 +523,67 @@ class _Tracking:
 
         Also `None` when its server could not report it (`"outcome"` in `unknown`).
         """
-        if self.state < CLOSED or "outcome" in self._unknown:
+        rare = self._rare
+        if self.state < CLOSED or (rare is not None and "outcome" in rare.unknown):
             return None
         return self._outcome
 
     @property
     def unknown(self) -> frozenset[str]:
         """Names of the facts this connection's server could not report (e.g. `"reason"`)."""
-        return self._unknown
+        rare = self._rare
+        return _NOTHING_UNKNOWN if rare is None else rare.unknown
 
     @property
     def sends_after_close(self) -> int:
         """Messages the app handed to `send()` after its close or the connection's end."""
-        return self._late_messages
+        rare = self._rare
+        return 0 if rare is None else rare.late_messages
 
     @property
     def duration(self) -> float | None:
         """Seconds from the start of the connection to its end; None until it ends."""
-        if self._ended is None:
+        ends = self._ends
+        if ends is None:
             return None
-        return self._ended - self._started
+        return ends[0] - self._started
+
+    @property
+    def closed_at(self) -> float | None:
+        """Wall-clock time (`time.time()`) when it ended; `None` until then."""
+        ends = self._ends
+        return None if ends is None else ends[1]
 
     # Private methods.
 
+    def _more(self) -> _Rare:
+        # The holder of the rare facts, made when the first is set.
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        return rare
+
     def _final_code(self) -> int | None:
         # The code of the close that ended the connection: None when it ended without one
-        # (-> 1006). Its reason is the same side's (the server's own close has none).
-        if self.abnormal:
+        # (-> 1006). It is the app's close when the app initiated, else the one received;
+        # failing that, the server's own close (which has no reason).
+        rare = self._rare
+        if rare is not None and rare.abnormal:
             return None
-        if self.initiator == "app":
-            if self._scode is not None:
-                return self._scode
-        elif self._rcode is not None:
-            return self._rcode
-        return self._server_code
+        if self._close is not None:
+            return self._close[0]
+        return None if rare is None else rare.server_code
 
     def _end_by_server(self, code: int | Literal["unknown"] | None) -> None:
         # The connection ends without the app's close: the server sends `code` on its own,
         # or (None) drops the transport without a close frame, or ("unknown") either.
         self._clean = False
         if code == "unknown":
-            self._unknown = _END_UNKNOWN
+            self._more().unknown = _END_UNKNOWN
         elif code is None:
-            self.abnormal = True
+            self._more().abnormal = True
         else:
-            self._server_code = code
+            self._more().server_code = code
 
     def _server_ended(self, close: int | Literal["unknown"] | None) -> None:
         # The server ended the connection on its own, at shutdown: with a close frame, without
@@ -582,11 +614,11 @@ class _Tracking:
             self.received_then_sent = True
             self._outcome = "client_closed"
             if isinstance(received, Close):
-                self._rcode, self._rreason = received.code, received.reason
+                self._close = (received.code, received.reason)
                 if not self.quirks.client_reason and self.quirks.probe is None:
-                    self._unknown = _REASON_UNKNOWN
+                    self._more().unknown = _REASON_UNKNOWN
             else:
-                self._unknown = _CLOSE_UNKNOWN
+                self._more().unknown = _CLOSE_UNKNOWN
             if sent is None:
                 self._clean = False
         elif sent is not None:
@@ -596,27 +628,22 @@ class _Tracking:
             self.received_then_sent = False
             self._outcome = _SERVER_OUTCOMES[wire.cause]
             if isinstance(sent, Close):
-                self._rcode, self._rreason = sent.code, sent.reason
+                self._close = (sent.code, sent.reason)
             else:
-                self._unknown = _CLOSE_UNKNOWN
+                self._more().unknown = _CLOSE_UNKNOWN
             if wire.cause != "shutdown":
                 self._clean = False
         elif wire.cause is not None:
             # The server dropped the connection on its own, without a close frame.
             self.initiator = "server"
             self._outcome = _SERVER_OUTCOMES[wire.cause]
-            self.abnormal = True
+            self._more().abnormal = True
             self._clean = False
         else:
             # The transport was lost: no close frame either way.
             self._outcome = "dropped"
-            self.abnormal = True
+            self._more().abnormal = True
             self._clean = False
-
-    def _accept(self) -> None:
-        # The app's websocket.accept while CONNECTING, on the adapter's fast path: the
-        # table's transition, without looking it up.
-        self.state = _ACCEPTED
 
     def _transition(self, event: _Event) -> bool:
         new_state = TRANSITIONS[self.state].get(event)
@@ -624,8 +651,7 @@ class _Tracking:
             return False
         self.state = new_state
         if new_state >= CLOSED:
-            self._ended = self._clock()
-            self.closed_at = self._wall_clock()
+            self._ends = (self._clock(), self._wall_clock())
         return True
 
     def _app_close(self, message: Mapping[str, Any], requested: Mapping[str, Any]) -> None:
@@ -639,35 +665,60 @@ class _Tracking:
             self.state = new_state
         # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
         code = message.get("code")
-        self._scode = code if type(code) is int else _code_of(message, CloseCode.NORMAL_CLOSURE)
         reason = message.get("reason")
-        self._sreason = reason if type(reason) is str else _reason_of(message)
+        self._close = (
+            code if type(code) is int else _code_of(message, CloseCode.NORMAL_CLOSURE),
+            reason if type(reason) is str else _reason_of(message),
+        )
         if requested is not message:
-            self._requested = _close_of(requested)
+            self._more().requested = _close_of(requested)
         self.initiator = "app"
         self._outcome = "app_closed"
         if state is CONNECTING:
             self._outcome = "rejected"
             # The client gets HTTP 403, never this close frame.
-            self.http_status = _HTTP_FORBIDDEN
-            self.abnormal = True
+            self._more().http_status = _HTTP_FORBIDDEN
+            self._more().abnormal = True
             self._clean = False
         else:
             self.received_then_sent = False
 
     def _disconnect(self, message: Mapping[str, Any], wire: Wire | None) -> None:
-        # The table's transition, inline: a disconnect always ends the connection.
         state = self.state
+        if state is OPEN and wire is None:
+            # The common case first: a client's close with a code that nothing below treats
+            # apart (see _PLAIN_CLOSE), on a server that reports it as it came. The same
+            # record as the general path below, with fewer questions asked.
+            code = message.get("code")
+            quirks = self.quirks
+            if (
+                type(code) is int
+                and code not in _NOT_PLAIN_CODES
+                and quirks.drop != "1006 for every client close"
+                and not quirks.own_closes
+            ):
+                reason = message.get("reason")
+                if type(reason) is not str:
+                    reason = _reason_of(message)
+                self.state = _AFTER_DISCONNECT[OPEN]
+                self._ends = (self._clock(), self._wall_clock())
+                self._close = (code, reason)
+                self.initiator = "client"
+                self._outcome = "client_closed"
+                self.received_then_sent = True
+                if not quirks.client_reason:
+                    self._more().unknown = _REASON_UNKNOWN
+                return
+        # The table's transition, inline: a disconnect always ends the connection.
         new_state = _AFTER_DISCONNECT.get(state)
         if new_state is None:
             return
         self.state = new_state
-        self._ended = self._clock()
-        self.closed_at = self._wall_clock()
+        self._ends = (self._clock(), self._wall_clock())
         if state is CONNECTING:
             # The client left during the handshake: no close frame either way.
             self._outcome = "dropped"
-            self.abnormal = True
+            self._more().abnormal = True
             self._clean = False
             return
         code = message.get("code")
@@ -679,7 +730,7 @@ class _Tracking:
             # send 1000 or 1005), so it says nothing about the peer's reply. Only 1006, which
             # never travels on the wire, tells that the transport was lost first.
             # (uvicorn's echo of an app that closed with 1006 itself is no loss.)
-            if code == CloseCode.ABNORMAL_CLOSURE and (self._scode != code or self._sreason != _reason_of(message)):
+            if code == CloseCode.ABNORMAL_CLOSURE and self._close != (code, _reason_of(message)):
                 self._clean = False
             return
         if wire is not None and wire.ended:
@@ -702,23 +753,22 @@ class _Tracking:
             # hypercorn reads 1006 for a clean close, a drop and a protocol error alike;
             # granian reads 1005 for an empty close frame and a drop alike. Whether the client
             # closed at all, and with what, is unknown.
-            self._unknown = _CLIENT_CLOSE_UNKNOWN
+            self._more().unknown = _CLIENT_CLOSE_UNKNOWN
             return
         # 7.1.5: 1006 never travels on the wire: a server reports it when no close frame came.
         # uvicorn's websockets-sansio and wsproto report that as 1005 with *no* reason key,
         # while a real empty close frame comes with reason="" (servers.md, C2/C4).
         if code == CloseCode.ABNORMAL_CLOSURE or (drop == "1005 without reason" and no_status_without_reason):
             self._outcome = "dropped"
-            self.abnormal = True
+            self._more().abnormal = True
             self._clean = False
             return
         reason = message.get("reason")
         if type(reason) is not str:
             reason = _reason_of(message)
-        self._rcode = code
-        self._rreason = reason
+        self._close = (code, reason)
         if not quirks.client_reason:
-            self._unknown = _REASON_UNKNOWN
+            self._more().unknown = _REASON_UNKNOWN
         if (quirks.own_closes and (code, reason) in quirks.own_closes) or (
             code in SERVER_GENERATED_CODES and is_server_generated(code, reason, "reason" in message)
         ):

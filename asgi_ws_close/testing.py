@@ -223,7 +223,7 @@ class _CaptureApp:
             await self.app(scope, receive, send)
             return
         # The middleware's own bookkeeping, so that a capture without it reads the same.
-        tracker = _CountingConnection(GENERIC, None, receive, send, None, None, ())
+        tracker = _CountingConnection((GENERIC, None), None, None, receive, send, ())
         try:
             await self.app(scope, tracker.receive_with_tracking, tracker.send_with_tracking)
         except BaseException as exc:
