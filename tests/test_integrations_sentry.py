@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +107,8 @@ def sentry() -> Iterator[Captured]:
         dsn="http://public@127.0.0.1:9/1",
         transport=MemoryTransport,
         integrations=[StarletteIntegration(), FastApiIntegration()],
+        # Those two only: the auto-enabled ones would import every framework installed here.
+        auto_enabling_integrations=False,
     )
     transport = sentry_sdk.get_client().transport
     assert isinstance(transport, MemoryTransport)
@@ -503,3 +507,135 @@ def test_the_prometheus_and_opentelemetry_recipes_under_sentrys_starlette_integr
     assert points == {"websocket.server.active_connections": [0], "websocket.server.closes": [2]}
     errors = sentry.errors()
     assert [event["contexts"][CONTEXT_KEY]["outcome"] for event in errors] == ["app_error", "app_error"]
+
+
+# Under a real server: uvicorn, a real client, a real TCP drop (which TestClient cannot make).
+
+SERVED_APP = """
+import json, os
+
+import sentry_sdk
+from sentry_sdk.transport import Transport
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocketDisconnect
+
+from asgi_ws_close import WebSocketCloseMiddleware
+from asgi_ws_close.integrations.sentry import sentry_close
+
+
+class FileTransport(Transport):
+    def capture_envelope(self, envelope):
+        with open(os.environ["SENTRY_EVENTS"], "a", encoding="utf-8") as events:
+            for item in envelope.items:
+                if item.type == "event":
+                    events.write(json.dumps(item.payload.json) + "\\n")
+
+
+sentry_sdk.init(dsn="http://public@127.0.0.1:9/1", transport=FileTransport)
+
+
+def record(context, scope):
+    with open(os.environ["CLOSE_RECORDS"], "a", encoding="utf-8") as records:
+        records.write(json.dumps({"path": scope["path"], **context.to_dict()}) + "\\n")
+
+
+async def raise_after_the_end(websocket):
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+    raise RuntimeError("after the end")
+
+
+async def raise_at_once(websocket):
+    await websocket.accept()
+    raise RuntimeError("at once")
+
+
+app = Starlette(routes=[WebSocketRoute("/after", raise_after_the_end), WebSocketRoute("/at-once", raise_at_once)])
+app.add_middleware(WebSocketCloseMiddleware, on_close=[record, sentry_close])
+"""
+
+
+#: A hostile reason a close frame can carry: valid UTF-8 (no lone surrogate), at most 123 bytes.
+WIRE_REASON = "\x1b[2J\x1b[31mred\x07\x00\r\nINFO forged log line\n\u202eevil\u200b\x85\x7f"
+
+
+def _json_lines(path: Any) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+@pytest.mark.server
+@pytest.mark.timeout(90)
+def test_under_uvicorn_each_error_event_carries_the_connections_record(tmp_path: Any) -> None:
+    import asyncio
+
+    pytest.importorskip("uvicorn", reason="needs uvicorn")
+    pytest.importorskip("websockets", reason="needs websockets")
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.servers import _RESET_SIGNALS_THEN_EXEC
+    from tests.support.prometheus import _PORT_LINES, _launch, _wait
+
+    (tmp_path / "sentryapp.py").write_text(SERVED_APP, encoding="utf-8")
+    events, records = tmp_path / "events.jsonl", tmp_path / "records.jsonl"
+    env = {**os.environ, "SENTRY_EVENTS": str(events), "CLOSE_RECORDS": str(records), "PYTHONUNBUFFERED": "1"}
+    argv = [sys.executable, "-c", _RESET_SIGNALS_THEN_EXEC, "-m", "uvicorn", "sentryapp:app"]
+    argv += ["--app-dir", str(tmp_path), "--host", "127.0.0.1", "--port", "0", "--timeout-graceful-shutdown", "5"]
+
+    async def drive(port: int) -> None:
+        url = f"ws://127.0.0.1:{port}"
+        options: dict[str, Any] = {"proxy": None, "open_timeout": 10, "close_timeout": 10, "ping_interval": None}
+        ws = await connect(f"{url}/after", **options)
+        await asyncio.wait_for(ws.close(4001, WIRE_REASON), 10)
+        ws = await connect(f"{url}/after", **options)
+        ws.transport.abort()  # a TCP drop: no close frame
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        ws = await connect(f"{url}/at-once", **options)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+
+    with _launch(argv, env=env, description="uvicorn sentryapp:app", port_line=_PORT_LINES["uvicorn"]) as server:
+        asyncio.run(drive(server.port))
+        _wait(
+            lambda: len(_json_lines(events)) >= 3 and len(_json_lines(records)) >= 3,
+            30,
+            lambda: (
+                f"3 events and 3 records wanted: {_json_lines(events)!r} {_json_lines(records)!r}; " + server.describe()
+            ),
+        )
+    by_message = {event["exception"]["values"][-1]["value"]: event for event in _json_lines(events)}
+    endings = sorted((record["path"], record["outcome"], record["code"]) for record in _json_lines(records))
+    assert endings == [("/after", "client_closed", 4001), ("/after", "dropped", 1006), ("/at-once", "app_error", 1006)]
+    assert set(by_message) == {"after the end", "at once"} and len(_json_lines(events)) == 3
+    for record in _json_lines(records):
+        [event] = [
+            event
+            for event in _json_lines(events)
+            if event["contexts"][CONTEXT_KEY]["outcome"] == record["outcome"]
+            and event["contexts"][CONTEXT_KEY]["code"] == record["code"]
+        ]
+        close = event["contexts"][CONTEXT_KEY]
+        # The event carries the connection's own record, the reason sanitised.
+        assert close == {
+            **{key: record[key] for key in CONTEXT_FIELDS},
+            "reason": sanitize_reason(record["reason"]),
+            # Sentry's serializer keeps floats; the record's duration went through JSON too.
+            "duration": pytest.approx(record["duration"]),
+        }
+        assert close["server"].startswith("uvicorn") and close["http_version"] == "1.1"
+        assert event["tags"][TAG_OUTCOME] == record["outcome"]
+        # Every ending here is abnormal (the app raised, or the transport was lost).
+        [crumb] = crumbs(event)
+        assert crumb["data"] == {key: record[key] for key in ("outcome", "initiator", "code", "clean")}
+    client_closed = next(e for e in _json_lines(events) if e["contexts"][CONTEXT_KEY]["outcome"] == "client_closed")
+    assert client_closed["contexts"][CONTEXT_KEY]["reason"] == sanitize_reason(WIRE_REASON)
+    assert "\x1b" not in events.read_text(encoding="utf-8")
