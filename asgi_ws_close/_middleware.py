@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import Token
 from typing import Any, Literal
 
 from ._codes import CloseCode, close_violation, is_valid_close_code, truncate_reason
@@ -46,7 +47,7 @@ FIXED_CODE_OTHERWISE = CloseCode.INTERNAL_ERROR
 class WebSocketCloseMiddleware:
     """Record how each WebSocket connection ends, and expose it through the scope.
 
-    For every ``websocket`` scope it puts a :class:`~asgi_ws_close.CloseContext` at
+    For every ``websocket`` scope it puts a `CloseContext` at
     ``scope[SCOPE_KEY]`` before the app runs, keeps it current from the messages that pass
     through, and calls the ``on_close`` hooks once the connection has ended and the app has
     returned or raised. With the default options, messages are forwarded unchanged, in
@@ -64,7 +65,7 @@ class WebSocketCloseMiddleware:
             bytes of UTF-8): ``"pass"`` forwards it unchanged (the server then drops, rewrites
             or raises, depending on the server); ``"fix"`` cuts the reason on a character
             boundary and replaces the code (1005 by 1000, anything else by 1011);
-            ``"raise"`` raises :exc:`ValueError` at the app's ``send()``, naming the rule
+            ``"raise"`` raises `ValueError` at the app's ``send()``, naming the rule
             broken, and sends nothing. The context keeps what the app asked for
             (``requested``) and what went out (``sent``).
         close_on_error: When the app raises after accept without having closed, send
@@ -150,8 +151,9 @@ class WebSocketCloseMiddleware:
         scope[SCOPE_KEY] = context
         # Set, and set back: no token kept while the connection is open (the value it would
         # restore is this one).
-        previous = _current.get()
-        _current.set(context)
+        previous = _current.set(context).old_value
+        if previous is _UNSET:
+            previous = None
         try:
             await self.app(scope, context.receive_with_tracking, context.send_with_tracking)
         except GeneratorExit:
@@ -202,6 +204,7 @@ class WebSocketCloseMiddleware:
 # every other message takes the slow path.
 
 
+_UNSET = Token.MISSING
 _monotonic = time.monotonic
 _wall_clock = time.time
 
@@ -312,7 +315,19 @@ class _Connection(_Tracking, CloseContext):
             # (The tracker's table's transition, applied here: a call less.)
             self.state = _ACCEPTED
             return self._send(message)
+        if kind == "websocket.close" and self.state is OPEN and self._policies is None:
+            # The app's close: recorded first (servers answer a close with a disconnect that
+            # the app may receive before this send returns), then sent.
+            self._closed_by_app(message)
+            return self._sending_close(message)
         return self._forward(message, kind)
+
+    async def _sending_close(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except BaseException:
+            self.send_failed(message)
+            raise
 
     async def _forward(self, message: Message, kind: object) -> None:
         # The slow path: close, denial responses, data before accept or after the close,

@@ -2,7 +2,7 @@
 
 ASGI leaves much to the server: six real servers disagree on almost every close fact
 (``../shared/facts/servers.md``, measured on 127.0.0.1; re-checked by ``tests/matrix``). Each
-entry of :data:`SERVERS` says, for one server, how it reports a lost transport, what it loses,
+entry of `SERVERS` says, for one server, how it reports a lost transport, what it loses,
 which close frame it sends on its own, and, where the ASGI messages lose a fact that the
 server's own connection object still holds, how to read that object (its ``probe``). The
 tracker (_tracker.py) reads the entry of its connection's server; nothing else in the package
@@ -13,7 +13,7 @@ method of a class of its own (detected by class, cached), which is also the conn
 the probe reads. Another middleware may wrap ``send`` outside ours (a closure, a
 ``functools.partial``, a bound method of its own object): the wrapper is searched, within a
 bound, for the server's callable. When none is found, the scope's fingerprint decides the
-entry (with nothing to probe), else :data:`GENERIC`: the ASGI spec's rules plus the
+entry (with nothing to probe), else `GENERIC`: the ASGI spec's rules plus the
 conventions shared by most servers. The middleware's ``server=`` option names an entry
 explicitly.
 """
@@ -64,13 +64,13 @@ UNKNOWN_CLOSE = _UnknownClose()
 class Wire(NamedTuple):
     """What a server's own connection object says about the close frames of one connection.
 
-    Read by a :attr:`ServerQuirks.probe` when the ASGI messages lose a fact (a keepalive
+    Read by a `ServerQuirks.probe` when the ASGI messages lose a fact (a keepalive
     timeout reported as a lost connection, a disconnect the app never read, a reason the
     server dropped). A ``NamedTuple``: made once or twice per connection, at its end.
 
     Attributes:
         received: The close frame the server received from the peer; ``None`` if none came,
-            :data:`UNKNOWN_CLOSE` if one came whose content the server did not keep.
+            `UNKNOWN_CLOSE` if one came whose content the server did not keep.
         sent: The close frame the server sent: its own, the app's, or its answer to the
             peer's (same conventions).
         received_first: True if the peer's close came first, False if the server's did.
@@ -104,7 +104,7 @@ class ServerQuirks:
 
     Attributes:
         name: The server (and WebSocket implementation), e.g. ``"uvicorn-wsproto"``.
-        drop: How it reports a lost transport; see :data:`DropReport`.
+        drop: How it reports a lost transport; see `DropReport`.
         client_reason: Whether the client's close reason reaches the app.
         error_close: The close code it sends when the app raises after accept, or ``None``
             when it drops the connection without a close frame (the client sees 1006), or
@@ -119,7 +119,7 @@ class ServerQuirks:
             servers do at shutdown), ``None`` when the connection is dropped without a close
             frame, or ``"unknown"`` when it depends on who cancelled.
         own_closes: ``(code, reason)`` pairs that this server reports when it fails the
-            connection itself, beyond the texts of :data:`_SERVER_REASONS`.
+            connection itself, beyond the texts of `_SERVER_REASONS`.
         probe: Reads the server's connection object (the owner of its ``send``) for the
             facts the ASGI messages lose; ``None`` when there is nothing to read. Any
             exception it raises makes those facts unknown, never wrong.
@@ -460,7 +460,7 @@ _cache: dict[type, ServerQuirks] = {}
 
 
 def detect_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = None) -> ServerQuirks:
-    """Return the quirks of the server that runs a connection, or :data:`GENERIC`.
+    """Return the quirks of the server that runs a connection, or `GENERIC`.
 
     Args:
         send: The ``send`` callable the server handed over, or another middleware's wrapper
@@ -487,7 +487,9 @@ def locate_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = No
             return quirks, owner
         key: object = (cls, send.__func__)
         if key in _opaque:  # searched before, for nothing: the scope tells, if anything
-            return (GENERIC if scope is None else _by_scope(scope)), None
+            if scope is None or sys.modules.keys().isdisjoint(_FINGERPRINTED):
+                return _NOWHERE  # no server of the fingerprints is imported (see _by_scope)
+            return _by_scope(scope), None
     else:
         owner = getattr(send, "__self__", None)
         if owner is not None:
@@ -512,6 +514,9 @@ def locate_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = No
 # the same (nothing in them varies from one connection to the next): searched once. Keyed by
 # the class of a bound method's object and the method's function, or the function itself.
 _opaque: set[object] = set()
+_NOWHERE: tuple[ServerQuirks, Any] = (GENERIC, None)
+# The servers whose scopes _by_scope knows, by the module that must be imported.
+_FINGERPRINTED = frozenset({"uvicorn", "daphne", "granian", "hypercorn"})
 _OPAQUE_LIMIT = 256
 
 
@@ -591,7 +596,7 @@ def _by_scope(scope: Mapping[str, Any]) -> ServerQuirks:
     # imported: an app may import a server it does not run under, never one that isn't there.
     # (A dict is what every server puts in a scope: told without the Mapping ABC's check.)
     modules = sys.modules
-    if "uvicorn" not in modules and "daphne" not in modules and "granian" not in modules and "hypercorn" not in modules:
+    if modules.keys().isdisjoint(_FINGERPRINTED):
         return GENERIC  # no server of the fingerprints is imported
     asgi = scope.get("asgi")
     is_asgi = type(asgi) is dict or (asgi is not None and isinstance(asgi, Mapping))

@@ -111,6 +111,7 @@ assert all(state < CLOSED or state is REJECTED for state in _AFTER_CLOSE.values(
 # server may have generated (see _disconnect).
 _NOT_PLAIN_CODES = frozenset({CloseCode.NO_STATUS_RCVD, CloseCode.ABNORMAL_CLOSURE, *SERVER_GENERATED_CODES})
 _CLOSED_BY_APP_EXIT = TRANSITIONS[CLOSING][_Event.APP_EXIT]
+_CLOSING_BY_APP = TRANSITIONS[OPEN][_Event.CLOSE]
 
 # ASGI spec: a close before accept is answered with HTTP 403 (measured on every server in
 # ../shared/facts/servers.md). What an app that raises before accept gets is per server.
@@ -653,6 +654,21 @@ class _Tracking:
         if new_state >= CLOSED:
             self._ends = (self._clock(), self._wall_clock())
         return True
+
+    def _closed_by_app(self, message: Mapping[str, Any]) -> None:
+        # The app's own close of an OPEN connection (the common case, no policy): what
+        # _app_close records for it, with fewer questions asked.
+        self.state = _CLOSING_BY_APP
+        # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
+        code = message.get("code")
+        reason = message.get("reason")
+        self._close = (
+            code if type(code) is int else _code_of(message, CloseCode.NORMAL_CLOSURE),
+            reason if type(reason) is str else _reason_of(message),
+        )
+        self.initiator = "app"
+        self._outcome = "app_closed"
+        self.received_then_sent = False
 
     def _app_close(self, message: Mapping[str, Any], requested: Mapping[str, Any]) -> None:
         state = self.state
