@@ -20,7 +20,7 @@ __all__ = [
 class CloseCode(enum.IntEnum):
     """Close code values for WebSocket close frames.
 
-    The member names are those of :class:`websockets.frames.CloseCode`. Members compare
+    The member names are those of `websockets.frames.CloseCode`. Members compare
     equal to plain ints and to Starlette's ``status.WS_1000_*`` constants. See
     https://www.rfc-editor.org/rfc/rfc6455#section-7.4.1 and
     https://www.iana.org/assignments/websocket/websocket.xhtml.
@@ -78,7 +78,7 @@ _MEMBERS: dict[int, CloseCode] = {int(member): member for member in CloseCode}
 
 
 def as_close_code(code: int) -> CloseCode | int:
-    """Return the :class:`CloseCode` member for ``code``, or ``code`` as a plain int."""
+    """Return the `CloseCode` member for ``code``, or ``code`` as a plain int."""
     return _MEMBERS.get(code, code)
 
 
@@ -144,7 +144,7 @@ class Close:
     """The code and reason of one close, in one direction.
 
     Attributes:
-        code: The close code: a :class:`CloseCode` member for registered codes, else an int
+        code: The close code: a `CloseCode` member for registered codes, else an int
             (3000-4999 are registered-library and private-use codes).
         reason: The close reason; ``""`` when none was given.
     """

@@ -26,15 +26,15 @@ _HOW_TO_ADD = (
 
 
 def get_close_context(conn: Any) -> CloseContext:
-    """Return the :class:`CloseContext` of a WebSocket connection.
+    """Return the `CloseContext` of a WebSocket connection.
 
     Args:
         conn: A Starlette/FastAPI ``WebSocket`` (anything with a ``.scope``) or a raw ASGI
             scope mapping.
 
     Raises:
-        MiddlewareNotInstalled: (a :exc:`LookupError`) the scope has no context, because
-            :class:`~asgi_ws_close.WebSocketCloseMiddleware` does not wrap the app, or the
+        MiddlewareNotInstalled: (a `LookupError`) the scope has no context, because
+            `WebSocketCloseMiddleware` does not wrap the app, or the
             scope is not a ``websocket`` one.
     """
     scope = conn if isinstance(conn, Mapping) else getattr(conn, "scope", None)

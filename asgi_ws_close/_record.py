@@ -1,4 +1,4 @@
-"""What users read: the live :class:`CloseContext` and its frozen :class:`CloseRecord`."""
+"""What users read: the live `CloseContext` and its frozen `CloseRecord`."""
 
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ def _describe(record: CloseRecord | CloseContext) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CloseRecord:
-    """A frozen copy of a :class:`CloseContext`, for logs, hooks and storage.
+    """A frozen copy of a `CloseContext`, for logs, hooks and storage.
 
-    The attributes mean what the :class:`CloseContext` properties of the same names mean.
+    The attributes mean what the `CloseContext` properties of the same names mean.
     """
 
     state: ConnectionState
@@ -108,11 +108,11 @@ class CloseRecord:
 class CloseContext:
     """How one WebSocket connection is ending or ended, updated live and read-only.
 
-    One context exists per ``websocket`` scope; :class:`~asgi_ws_close.WebSocketCloseMiddleware`
+    One context exists per ``websocket`` scope; `WebSocketCloseMiddleware`
     puts it at ``scope[SCOPE_KEY]`` before the app runs. Read it with
-    :func:`~asgi_ws_close.get_close_context` or :func:`~asgi_ws_close.current_close_context`.
+    `get_close_context` or `current_close_context`.
     Its close properties are ``None`` until the connection has ended; take a
-    :meth:`snapshot` to keep a copy that no longer changes.
+    `snapshot` to keep a copy that no longer changes.
 
     It answers the question IIS's ``IWebSocketContext::GetCloseStatus(code, reason)``
     answers, plus who initiated, the order of the close frames, whether the close was clean
@@ -171,7 +171,7 @@ class CloseContext:
 
     @property
     def requested(self) -> Close | None:
-        """The close the app asked for; differs from :attr:`sent` only if a policy repaired it."""
+        """The close the app asked for; differs from `sent` only if a policy repaired it."""
         return self._tracker.requested
 
     @property
@@ -179,7 +179,7 @@ class CloseContext:
         """Messages the app tried to send after its own close or after the connection ended.
 
         Each is an "Unexpected ASGI message 'websocket.send', after sending 'websocket.close'"
-        (or ``ClientDisconnected``) for the app: check :attr:`state` before sending instead.
+        (or ``ClientDisconnected``) for the app: check `state` before sending instead.
         """
         return self._tracker.sends_after_close
 
@@ -214,7 +214,7 @@ class CloseContext:
 
     @property
     def reason(self) -> str:
-        """The close reason that goes with :attr:`code`; ``""`` while open or if none."""
+        """The close reason that goes with `code`; ``""`` while open or if none."""
         return self._tracker.reason
 
     @property
@@ -248,7 +248,7 @@ class CloseContext:
 
     @property
     def duration(self) -> float | None:
-        """Monotonic seconds from :attr:`opened_at` to the end; ``None`` until closed."""
+        """Monotonic seconds from `opened_at` to the end; ``None`` until closed."""
         return self._tracker.duration
 
     @property
@@ -281,7 +281,7 @@ class CloseContext:
         For example ``{"reason"}`` when daphne, granian or hypercorn dropped the client's close
         reason, or ``{"code", "reason", "clean", "initiator", ...}`` when hypercorn reported a
         client close that cannot be told from a lost connection. Those properties then say
-        ``None`` (``""`` for :attr:`reason`) rather than guess.
+        ``None`` (``""`` for `reason`) rather than guess.
         """
         return self._tracker.unknown
 
@@ -313,7 +313,7 @@ class CloseContext:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Return :meth:`snapshot` as a JSON-serialisable dict."""
+        """Return `snapshot` as a JSON-serialisable dict."""
         return self.snapshot().to_dict()
 
     def __str__(self) -> str:

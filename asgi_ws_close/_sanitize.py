@@ -2,8 +2,8 @@
 
 A close reason is up to 123 bytes chosen by whoever is on the other end of the connection:
 newlines that forge log lines, ANSI escapes that repaint a terminal, NULs that cut a C
-string, bidi overrides that reverse the text around them. :func:`sanitize_reason` turns any
-string into one printable line of bounded length, and :func:`code_label` turns any close
+string, bidi overrides that reverse the text around them. `sanitize_reason` turns any
+string into one printable line of bounded length, and `code_label` turns any close
 code into one of a small, fixed set of metric label values.
 
 Both are pure functions of their arguments: no I/O, no state.
@@ -17,7 +17,7 @@ from ._codes import MAX_REASON_BYTES, CloseCode
 
 __all__ = ["CODE_LABELS", "ELLIPSIS", "MAX_REASON_LENGTH", "code_label", "sanitize_reason"]
 
-#: The default cap of :func:`sanitize_reason`, in characters of output: the longest a reason
+#: The default cap of `sanitize_reason`, in characters of output: the longest a reason
 #: can be on the wire, in bytes (RFC 6455 5.5), so that a plain ASCII reason is never cut.
 MAX_REASON_LENGTH = MAX_REASON_BYTES
 
@@ -32,7 +32,7 @@ _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", ELLIPSIS:
 # The codes of the IANA registry (1000-1003, 1005-1015): each is its own label.
 _REGISTERED_CODES: frozenset[int] = frozenset(int(code) for code in CloseCode)
 
-#: Every value :func:`code_label` can return without ``keep``: the registered codes, one
+#: Every value `code_label` can return without ``keep``: the registered codes, one
 #: range label per thousand from 1xxx to 4xxx (anything else of 1000-4999 falls in one),
 #: ``"other"`` (outside 1000-4999) and ``"none"`` (no code).
 CODE_LABELS: frozenset[str] = frozenset(
@@ -60,12 +60,12 @@ def _escape(char: str) -> str:
 def sanitize_reason(reason: str, max_length: int = MAX_REASON_LENGTH) -> str:
     r"""Return ``reason`` as one printable line of at most ``max_length`` characters.
 
-    Every character that :meth:`str.isprintable` rejects is escaped the way :func:`repr`
+    Every character that `str.isprintable` rejects is escaped the way `repr`
     escapes it (``\n``, ``\r``, ``\t``, ``\x1b``, ``\x00``, ``\x7f``, ``\u202e``, ...), and so
     is the backslash itself (``\\``), so the output reads back to exactly one input, with
-    :func:`ast.literal_eval` for instance. Printable text, accents and emoji included, is
+    `ast.literal_eval` for instance. Printable text, accents and emoji included, is
     kept as it is. If the escaped text is longer than ``max_length``, it is cut on an escape
-    boundary and ends with :data:`ELLIPSIS` (``…``), the ellipsis included in the count.
+    boundary and ends with `ELLIPSIS` (``…``), the ellipsis included in the count.
 
     The work done is bounded by ``max_length``, whatever the length of ``reason``. The output
     never contains a control character and is always encodable as UTF-8 (lone surrogates

@@ -1,6 +1,6 @@
 """ASGI type aliases, so that the package needs no framework at run time.
 
-Same shapes as ``starlette.types``; a Starlette or FastAPI app is an :data:`ASGIApp`.
+Same shapes as ``starlette.types``; a Starlette or FastAPI app is an `ASGIApp`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Benchmarks for :mod:`asgi_ws_close`: what the middleware costs, measured side by side.
+"""Benchmarks for `asgi_ws_close`: what the middleware costs, measured side by side.
 
 Run all six from the repository root (the dev or test dependency group installed)::
 

@@ -1,7 +1,7 @@
 """The apps under test: a raw ASGI echo app, a bare pass-through wrapper, and the HTTP apps.
 
 The same echo app is used in process (benchmarks 1 and 4) and behind uvicorn (2 and 3), so that
-the figures describe one workload. :func:`server_app` builds what ``_server.py`` serves, by name.
+the figures describe one workload. `server_app` builds what ``_server.py`` serves, by name.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _http_app(with_middleware: bool) -> ASGIApp:
     return Starlette(routes=[Route("/", hello)], middleware=middleware)
 
 
-#: The query strings that pick a variant of a :class:`SideBySide` app: the same length, so
+#: The query strings that pick a variant of a `SideBySide` app: the same length, so
 #: that every request is the same bytes to parse.
 WITHOUT_QUERY, WITH_QUERY, PASS_THROUGH_QUERY, CONTROL_QUERY = "xx", "mw", "pt", "aa"
 
@@ -118,7 +118,7 @@ SERVER_APPS = ("echo", "http")
 
 
 def server_app(name: str) -> ASGIApp:
-    """Build the side-by-side app called ``name`` (one of :data:`SERVER_APPS`)."""
+    """Build the side-by-side app called ``name`` (one of `SERVER_APPS`)."""
     if name == "echo":
         return SideBySide(echo_app, WebSocketCloseMiddleware(echo_app), PassThrough(echo_app))
     if name == "http":

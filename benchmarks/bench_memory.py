@@ -1,7 +1,7 @@
 """Benchmark 4: memory, per live connection and after many connections (in process).
 
 The server side is faked the way servers are built: one object per connection
-(:class:`FakeServerConnection`) that holds the scope, and whose bound methods are the
+(`FakeServerConnection`) that holds the scope, and whose bound methods are the
 ``receive`` and ``send`` the app gets, as uvicorn's protocol objects are.
 
 * Bytes per live connection (tracemalloc): K connections are started as asyncio tasks, as a
