@@ -64,6 +64,7 @@ MAX_TIMES_PASS_THROUGH = 12.0
 MAX_BYTES_OVER_PASS_THROUGH = 800.0
 MAX_TRIVIAL_HOOK = 2_000.0
 MAX_LOGGING_FILTERED_OVER_HOOK = 3_000.0
+MAX_PER_MESSAGE = 1.10
 
 _HELLO: Message = {"type": "websocket.receive", "bytes": None, "text": "hello"}
 
@@ -192,13 +193,37 @@ async def _lives(app: ASGIApp, count: int) -> None:
         await loop.create_task(app(ws_scope(), connection.receive, connection.send))
 
 
+#: Per message: benchmark 1's loop (its echo app, fakes and variants), counted the same way.
+MESSAGE_VARIANTS = {"per message: pass-through": "pass-through", "per message: middleware": "middleware"}
+FEW_MESSAGES, MANY_MESSAGES = 100, 1_100
+
+
+def _messages(app: ASGIApp, count: int) -> None:
+    from benchmarks.bench_inprocess import _drive, _fakes
+
+    receive, send = _fakes(count)
+    _drive(app(ws_scope(), receive, send))
+
+
 def _child(names: list[str]) -> None:
     """Under callgrind: for each variant, a warm-up, then the two batches between markers."""
+    from benchmarks import bench_inprocess
+
     variants = _variants()
-    apps = [variants[name]() for name in names]
 
     async def main() -> None:
-        for app in apps:
+        for name in names:
+            if name in MESSAGE_VARIANTS:
+                app = bench_inprocess.APPS[MESSAGE_VARIANTS[name]]
+                _messages(app, FEW_MESSAGES)
+                gc.collect()
+                os.getppid()  # marker: dump (warm-up, and what came before)
+                _messages(app, FEW_MESSAGES)
+                os.getppid()  # marker: dump (the small batch)
+                _messages(app, MANY_MESSAGES)
+                os.getppid()  # marker: dump (the large batch)
+                continue
+            app = variants[name]()
             await _lives(app, WARMUP)
             gc.collect()
             os.getppid()  # marker: dump (warm-up, and what came before)
@@ -244,7 +269,11 @@ def instructions_per_connection(names: list[str]) -> dict[str, float]:
     if len(counts) < 3 * len(names):
         raise RuntimeError(f"callgrind wrote {len(counts)} dumps, expected {3 * len(names)}: no os_getppid symbol?")
     # Dumps 3i, 3i+1, 3i+2 close the warm-up, the small and the large batch of variant i.
-    return {name: (counts[3 * i + 2] - counts[3 * i + 1]) / (LARGE - SMALL) for i, name in enumerate(names)}
+    return {
+        name: (counts[3 * i + 2] - counts[3 * i + 1])
+        / (MANY_MESSAGES - FEW_MESSAGES if name in MESSAGE_VARIANTS else LARGE - SMALL)
+        for i, name in enumerate(names)
+    }
 
 
 class _Idle:
@@ -295,7 +324,7 @@ def bytes_per_open_connection(name: str, k: int = OPEN_CONNECTIONS) -> float:
 
 
 def run(quick: bool) -> BenchResult:
-    names = list(QUICK_VARIANTS) if quick else list(_variants())
+    names = [*(QUICK_VARIANTS if quick else _variants()), *MESSAGE_VARIANTS]
     lives = f"(I({LARGE}) - I({SMALL})) / {LARGE - SMALL} lives"
     title = f"{TITLE}: instructions = {lives}; bytes with {OPEN_CONNECTIONS:,} open"
     result = BenchResult(6, NAME, title)
@@ -361,9 +390,19 @@ def _instruction_rows(result: BenchResult, counts: dict[str, float]) -> None:
                 ),
             )
         )
+    per_message = counts["per message: middleware"] / counts["per message: pass-through"]
+    result.add(
+        Row(
+            "instructions per message (benchmark 1's loop): middleware vs its pass-through wrapper",
+            f"{counts['per message: pass-through']:,.0f}",
+            f"{counts['per message: middleware']:,.0f}",
+            f"{per_message:.3f}x",
+            Check("instructions per message, x the pass-through's", per_message, "<=", MAX_PER_MESSAGE),
+        )
+    )
     base = counts["middleware"]
     for name, value in counts.items():
-        if name.startswith(("app alone", "pass-through", "middleware")):
+        if name.startswith(("app alone", "pass-through", "middleware", "per message")):
             continue
         check = None
         if name == "+ trivial on_close":
