@@ -1,6 +1,4 @@
-"""Support code of the test tiers that run outside tools: a real Prometheus
-(`tests.support.prometheus`) and the Prometheus recipe of docs/observability.md as a deployable app
-(`tests.support.promapp`)."""
+"""Support code shared by the test tiers: one module per tool or deployment (see each module)."""
 
 from __future__ import annotations
 
