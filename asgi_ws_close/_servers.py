@@ -180,6 +180,11 @@ def _websockets_wire(rcvd: Any, sent: Any, rcvd_then_sent: bool | None, lost: bo
     own = None if sent is None else _close(sent.code, sent.reason)
     if received is None and own is None:
         return LOST if lost else STILL_OPEN
+    if rcvd_then_sent and own != received:
+        # websockets answers a close frame with its echo; any other answer is its own: it
+        # failed the connection on the peer's close (a close ending a fragmented message,
+        # Autobahn 7.1.5), although close_rcvd_then_sent says the peer's came first.
+        rcvd_then_sent = False
     cause = _own_cause(own) if own is not None and not rcvd_then_sent else None
     return Wire(received, own, rcvd_then_sent, cause)
 

@@ -287,6 +287,28 @@ def test_a_client_that_sends_a_servers_reason_text_is_still_the_client() -> None
     assert (context.outcome, context.initiator, context.clean) == ("client_closed", "client", True)
 
 
+@pytest.mark.parametrize("server", ["uvicorn-websockets", "uvicorn-websockets-sansio"])
+def test_a_close_that_ends_a_fragmented_message_is_the_servers_failure(server: str) -> None:
+    # Autobahn 7.1.5: the client closes (1000) in the middle of a fragmented message. websockets
+    # records the close, then fails the connection with 1002 instead of echoing it, and still
+    # sets close_rcvd_then_sent: the answer that is not the echo says the server failed it.
+    protocol = websockets_protocol(
+        server, rcvd=wsclose(1000), sent=wsclose(1002, "incomplete fragmented message"), rcvd_then_sent=True
+    )
+    if server == "uvicorn-websockets":  # the legacy implementation tells the app 1006
+        disconnect: Message = {"type": "websocket.disconnect", "code": 1006}
+    else:
+        disconnect = {"type": "websocket.disconnect", "code": 1002, "reason": "incomplete fragmented message"}
+    assert fields(run(echo, protocol, [CONNECT, disconnect])) == {
+        "outcome": "server_error",
+        "initiator": "server",
+        "code": 1002,
+        "reason": "incomplete fragmented message",
+        "clean": False,
+        "unknown": [],
+    }
+
+
 def test_shutdown_1012_is_the_servers_orderly_close() -> None:
     protocol = websockets_protocol("uvicorn-websockets-sansio", sent=wsclose(1012), closing=False)
     context = run(echo, protocol, [CONNECT, {"type": "websocket.disconnect", "code": 1012}])
