@@ -15,62 +15,79 @@ app = WebSocketCloseMiddleware(app, on_close=print_close)
 ```
 
 The package contains no networking code: a sans-I/O tracker turns ASGI messages into a close
-record, and a thin adapter feeds it. Everything in the submodules' `__all__` is re-exported
-here as the public API; the framework helpers are the submodules `asgi_ws_close.fastapi`,
-`asgi_ws_close.starlette`, `asgi_ws_close.litestar` and `asgi_ws_close.testing`.
+record, and a thin adapter feeds it. This module holds the public API; close-code helpers are
+in `asgi_ws_close.codes`, the framework helpers in `asgi_ws_close.fastapi`,
+`asgi_ws_close.starlette`, `asgi_ws_close.litestar` and `asgi_ws_close.testing`, the
+logging, Prometheus, OpenTelemetry and Sentry hooks in `asgi_ws_close.integrations`.
 """
 
 from __future__ import annotations
 
-from ._codes import (
-    CLOSE_CODE_EXPLANATIONS,
-    MAX_REASON_BYTES,
-    OK_CLOSE_CODES,
-    Close,
-    CloseCode,
-    close_violation,
-    is_valid_close_code,
-    truncate_reason,
-)
+import importlib
+import warnings
+from typing import Any
+
+from ._codes import Close, CloseCode
 from ._context import SCOPE_KEY, current_close_context, get_close_context
 from ._middleware import InvalidClosePolicy, WebSocketCloseMiddleware
 from ._record import CloseContext, CloseRecord, OnClose, Outcome
-from ._sanitize import CODE_LABELS, ELLIPSIS, MAX_REASON_LENGTH, code_label, sanitize_reason
-from ._servers import SERVERS, ServerQuirks, detect_server
-from ._tracker import CloseTracker, ConnectionState
+from ._tracker import ConnectionState
 from .exceptions import MiddlewareNotInstalled, WebSocketCloseError
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLOSE_CODE_EXPLANATIONS",
-    "CODE_LABELS",
-    "ELLIPSIS",
-    "MAX_REASON_BYTES",
-    "MAX_REASON_LENGTH",
-    "OK_CLOSE_CODES",
     "SCOPE_KEY",
-    "SERVERS",
     "Close",
     "CloseCode",
     "CloseContext",
     "CloseRecord",
-    "CloseTracker",
     "ConnectionState",
     "InvalidClosePolicy",
     "MiddlewareNotInstalled",
     "OnClose",
     "Outcome",
-    "ServerQuirks",
     "WebSocketCloseError",
     "WebSocketCloseMiddleware",
     "__version__",
-    "close_violation",
-    "code_label",
     "current_close_context",
-    "detect_server",
     "get_close_context",
-    "is_valid_close_code",
-    "sanitize_reason",
-    "truncate_reason",
 ]
+
+# Names that 0.1.0 exported from here: where each lives now.
+_MOVED = {
+    **dict.fromkeys(
+        (
+            "CLOSE_CODE_EXPLANATIONS",
+            "CODE_LABELS",
+            "ELLIPSIS",
+            "MAX_REASON_BYTES",
+            "MAX_REASON_LENGTH",
+            "OK_CLOSE_CODES",
+            "close_violation",
+            "code_label",
+            "is_valid_close_code",
+            "sanitize_reason",
+            "truncate_reason",
+        ),
+        "asgi_ws_close.codes",
+    ),
+    # Internals: the middleware's own, not an API.
+    "CloseTracker": "asgi_ws_close._tracker",
+    "SERVERS": "asgi_ws_close._servers",
+    "ServerQuirks": "asgi_ws_close._servers",
+    "detect_server": "asgi_ws_close._servers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated names of 0.1.0: they still resolve, with a warning that says where they went."""
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"asgi_ws_close.{name} is deprecated: import it from {module} instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), name)

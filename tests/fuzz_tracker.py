@@ -43,20 +43,18 @@ from hypothesis import strategies as st
 
 from asgi_ws_close import (
     SCOPE_KEY,
-    SERVERS,
     Close,
     CloseCode,
     CloseContext,
     CloseRecord,
-    CloseTracker,
     ConnectionState,
     WebSocketCloseMiddleware,
-    close_violation,
     current_close_context,
-    is_valid_close_code,
 )
-from asgi_ws_close._servers import GENERIC
+from asgi_ws_close._servers import GENERIC, SERVERS
+from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import ASGIApp, Receive, Scope, Send
+from asgi_ws_close.codes import close_violation, is_valid_close_code
 
 __all__ = [
     "HOOKS",

@@ -64,14 +64,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgi_ws_close import (
-    SCOPE_KEY,
-    CloseContext,
-    CloseTracker,
-    WebSocketCloseMiddleware,
-    current_close_context,
-    get_close_context,
-)
+from asgi_ws_close import SCOPE_KEY, CloseContext, WebSocketCloseMiddleware, current_close_context, get_close_context
+from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import ASGIApp, Message, Receive, Scope, Send
 from tests.serverapp import RECORDS_ENV
 

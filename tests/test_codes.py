@@ -9,12 +9,11 @@ import websockets.exceptions
 import websockets.frames
 from starlette import status
 
-from asgi_ws_close import (
+from asgi_ws_close import Close, CloseCode
+from asgi_ws_close.codes import (
     CLOSE_CODE_EXPLANATIONS,
     MAX_REASON_BYTES,
     OK_CLOSE_CODES,
-    Close,
-    CloseCode,
     close_violation,
     is_valid_close_code,
     truncate_reason,

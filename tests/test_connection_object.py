@@ -8,9 +8,10 @@ import asyncio
 import gc
 from typing import Any
 
-from asgi_ws_close import CloseContext, CloseTracker, WebSocketCloseMiddleware, get_close_context
+from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
 from asgi_ws_close._middleware import _Connection, _CountingConnection
 from asgi_ws_close._servers import GENERIC, _opaque, locate_server
+from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import Message, Receive, Scope, Send
 
 CLOCKS = {"opened_at", "closed_at", "duration"}

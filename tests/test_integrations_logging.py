@@ -22,8 +22,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asgi_ws_close import CloseContext, CloseTracker, WebSocketCloseMiddleware
+from asgi_ws_close import CloseContext, WebSocketCloseMiddleware
 from asgi_ws_close._servers import SERVERS
+from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import Message, Receive, Scope, Send
 from asgi_ws_close.integrations import ELLIPSIS, MAX_REASON_LENGTH, sanitize_reason
 from asgi_ws_close.integrations.logging import EXTRA_KEY, LogCloseHook, close_log_fields, log_close

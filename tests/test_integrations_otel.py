@@ -622,7 +622,8 @@ async def _no_send(message: Message) -> None:
 
 
 def test_a_live_connection_records_nothing(telemetry: Telemetry) -> None:
-    from asgi_ws_close import CloseContext, CloseTracker
+    from asgi_ws_close import CloseContext
+    from asgi_ws_close._tracker import CloseTracker
 
     otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider)
     otel.on_close(CloseContext(CloseTracker()), {})

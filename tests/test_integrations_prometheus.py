@@ -43,9 +43,10 @@ from starlette.routing import WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from asgi_ws_close import CloseContext, CloseTracker, WebSocketCloseMiddleware
+from asgi_ws_close import CloseContext, WebSocketCloseMiddleware
 from asgi_ws_close._codes import Close
 from asgi_ws_close._servers import SERVERS, Wire
+from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import Message, Outcome, Receive, Scope, Send
 from asgi_ws_close.integrations import CODE_LABELS, code_label, sanitize_reason
 from asgi_ws_close.integrations.prometheus import (
@@ -877,7 +878,8 @@ def test_ten_thousand_distinct_codes_and_reasons_stay_bounded_and_clean(tmp_path
 #: one close (client, 1000) counted; then "ready", and it waits to be killed.
 _WORKER = r"""
 import sys, time
-from asgi_ws_close import CloseContext, CloseTracker
+from asgi_ws_close import CloseContext
+from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close.integrations.prometheus import PrometheusCloseMetrics
 
 metrics = PrometheusCloseMetrics()

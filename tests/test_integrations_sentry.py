@@ -37,7 +37,8 @@ from starlette.routing import WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from asgi_ws_close import CloseContext, CloseTracker, OnClose, WebSocketCloseMiddleware
+from asgi_ws_close import CloseContext, OnClose, WebSocketCloseMiddleware
+from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import ASGIApp, Receive, Scope, Send
 from asgi_ws_close.integrations import MAX_REASON_LENGTH, sanitize_reason
 from asgi_ws_close.integrations.sentry import (

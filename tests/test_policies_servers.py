@@ -30,7 +30,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close as WireClose
 
-from asgi_ws_close import is_valid_close_code
+from asgi_ws_close.codes import is_valid_close_code
 from tests.rawclient import OP_CLOSE, Frame, HandshakeRejected, RawWebSocket, close_payload
 from tests.servers import Server, close_fields, read_records, run_server, wait_for_records
 

@@ -36,7 +36,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asgi_ws_close import CloseCode, CloseContext, CloseTracker, ConnectionState, WebSocketCloseMiddleware
+from asgi_ws_close import CloseCode, CloseContext, ConnectionState, WebSocketCloseMiddleware
+from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import Message, Receive, Scope, Send
 from tests.fuzz_tracker import (
     HOOKS,

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from asgi_ws_close import SERVERS, Close, CloseTracker, ConnectionState, WebSocketCloseMiddleware, detect_server
-from asgi_ws_close._servers import GENERIC
+from asgi_ws_close import Close, ConnectionState, WebSocketCloseMiddleware
+from asgi_ws_close._servers import GENERIC, SERVERS, detect_server
+from asgi_ws_close._tracker import CloseTracker
 
 OPENED = [{"type": "websocket.connect"}]
 

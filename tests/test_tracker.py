@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from asgi_ws_close import Close, CloseCode, CloseTracker, ConnectionState
-from asgi_ws_close._tracker import TRANSITIONS
+from asgi_ws_close import Close, CloseCode, ConnectionState
+from asgi_ws_close._tracker import TRANSITIONS, CloseTracker
 
 CONNECT = {"type": "websocket.connect"}
 ACCEPT = {"type": "websocket.accept"}

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, detect_server, get_close_context
-from asgi_ws_close._servers import GENERIC, SERVERS, locate_server
+from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
+from asgi_ws_close._servers import GENERIC, SERVERS, detect_server, locate_server
 from asgi_ws_close._types import Message, Receive, Scope, Send
 
 CONNECT: Message = {"type": "websocket.connect"}
