@@ -33,9 +33,11 @@ def get_close_context(conn: Any) -> CloseContext:
             scope mapping.
 
     Raises:
-        MiddlewareNotInstalled: (a `LookupError`) the scope has no context, because
-            `WebSocketCloseMiddleware` does not wrap the app, or the
-            scope is not a ``websocket`` one.
+        MiddlewareNotInstalled: (a `LookupError`) the WebSocket scope has no context:
+            `WebSocketCloseMiddleware` does not wrap the app.
+        ValueError: the scope is not a ``websocket`` one (an HTTP request has no close
+            context, with or without the middleware).
+        TypeError: ``conn`` is neither a connection nor a scope.
     """
     scope = conn if isinstance(conn, Mapping) else getattr(conn, "scope", None)
     if not isinstance(scope, Mapping):
@@ -45,8 +47,10 @@ def get_close_context(conn: Any) -> CloseContext:
         return context
     scope_type = scope.get("type")
     if scope_type != "websocket":
-        raise MiddlewareNotInstalled(
-            f"No close context in a {scope_type!r} scope: close contexts exist only for 'websocket' scopes."
+        # Not a missing middleware: the middleware passes other scopes through untouched.
+        raise ValueError(
+            f"get_close_context() is for WebSocket connections, and this is a {scope_type!r} scope: "
+            "close contexts exist only for 'websocket' scopes (call it from a websocket route)"
         )
     raise MiddlewareNotInstalled(
         f"No close context in this WebSocket scope (scope[{SCOPE_KEY!r}] is missing): {_HOW_TO_ADD}."

@@ -85,7 +85,8 @@ class WebSocketCloseMiddleware:
             middleware wrapping ``send`` outside this one hides.
 
     Raises:
-        TypeError: a hook is not callable.
+        TypeError: ``app`` or a hook is not callable, a flag is not a bool, or ``server`` is
+            not a string.
         ValueError: ``invalid_close`` is not one of "pass", "fix", "raise", or ``server`` is
             not a known name.
     """
@@ -101,6 +102,13 @@ class WebSocketCloseMiddleware:
         count_messages: bool = False,
         server: str | None = None,
     ) -> None:
+        _check_options(
+            app,
+            close_on_error=close_on_error,
+            reject_with_close_code=reject_with_close_code,
+            count_messages=count_messages,
+            server=server,
+        )
         self.app = app
         self.hooks = _hooks_of(on_close)
         if invalid_close not in _INVALID_CLOSE_POLICIES:
@@ -202,6 +210,22 @@ class WebSocketCloseMiddleware:
 # cycle, which _detach breaks when the app's call ends, so that reference counting frees the
 # connection (never the cyclic collector). Data messages (the hot path) cost a type check;
 # every other message takes the slow path.
+
+
+def _check_options(app: object, *, server: object, **flags: object) -> None:
+    # Configuration errors surface when the app is built, each naming the fix, not as a
+    # surprise on the first connection (a truthy "yes" would silently enable an option).
+    if not callable(app):
+        raise TypeError(
+            f"WebSocketCloseMiddleware(app): app must be an ASGI application (a callable), "
+            f"not {app!r} ({type(app).__name__}); with Starlette or FastAPI, use "
+            "app.add_middleware(WebSocketCloseMiddleware, ...) instead"
+        )
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, not {value!r} ({type(value).__name__})")
+    if server is not None and not isinstance(server, str):
+        raise TypeError(f"server must be a server's name (a str) or None, not {server!r} ({type(server).__name__})")
 
 
 _UNSET = Token.MISSING

@@ -55,14 +55,14 @@ async def close_context(connection: HTTPConnection) -> CloseContext:
     Declared `async` so that FastAPI calls it on the event loop, not in its thread pool.
 
     Raises:
-        MiddlewareNotInstalled: `WebSocketCloseMiddleware` does not wrap the app, or the route
-            is not a websocket route.
+        MiddlewareNotInstalled: `WebSocketCloseMiddleware` does not wrap the app.
+        ValueError: the route is not a websocket route.
     """
     try:
         return get_close_context(connection)
-    except MiddlewareNotInstalled as exc:
+    except (MiddlewareNotInstalled, ValueError) as exc:
         path = connection.scope.get("path")
-        raise MiddlewareNotInstalled(
+        raise type(exc)(
             f"{exc} (asked for by the asgi_ws_close.fastapi.close_context dependency of the route at {path!r})"
         ) from None
 

@@ -437,7 +437,7 @@ def test_get_close_context_without_the_middleware_names_the_fix() -> None:
         get_close_context({"type": "websocket"})
     with pytest.raises(LookupError):
         get_close_context({"type": "websocket"})
-    with pytest.raises(MiddlewareNotInstalled, match="only for 'websocket' scopes"):
+    with pytest.raises(ValueError, match="is for WebSocket connections, and this is a 'http' scope"):
         get_close_context({"type": "http"})
     with pytest.raises(TypeError, match="takes a WebSocket or an ASGI scope"):
         get_close_context(42)
