@@ -124,11 +124,23 @@ class CloseContext:
     # The middleware's own contexts are their trackers (one object per connection); this one
     # is a view of a tracker made by hand.
     _tracker: _Tracking
+    # on_close hooks of nested middleware instances that share this context.
+    _hooks: tuple[OnClose, ...]
 
-    def __init__(self, tracker: CloseTracker) -> None:
-        self._tracker = tracker
-        # on_close hooks of nested middleware instances that share this context.
-        self._hooks: tuple[OnClose, ...] = ()
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(
+            "CloseContext is made by WebSocketCloseMiddleware, one per connection: read it with "
+            "get_close_context(websocket), current_close_context() or in an on_close hook; in tests, "
+            "asgi_ws_close.testing.capture_closes(app) collects the records"
+        )
+
+    @classmethod
+    def _of(cls, tracker: CloseTracker) -> CloseContext:
+        """A read-only view of ``tracker`` (the middleware's own contexts are their trackers)."""
+        context = object.__new__(cls)
+        context._tracker = tracker
+        context._hooks = ()
+        return context
 
     @property
     def state(self) -> ConnectionState:

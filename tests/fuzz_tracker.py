@@ -415,7 +415,7 @@ def _fits(event: TrackerEvent) -> bool:
 def run_tracker(quirks_index: int, events: Sequence[TrackerEvent], finish: str) -> CloseContext:
     """Feed ``events`` to a fresh tracker, checking every invariant after each, then end it."""
     tracker = CloseTracker(clock=FakeClock(100.0), wall_clock=FakeClock(1.7e9), quirks=QUIRKS[quirks_index])
-    context = CloseContext(tracker)
+    context = CloseContext._of(tracker)
     previous = check_context(context)
     for event in events:
         if not _fits(event):

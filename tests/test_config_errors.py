@@ -58,3 +58,10 @@ def test_starlette_reports_a_bad_option_when_it_builds_the_stack() -> None:
     starlette.add_middleware(WebSocketCloseMiddleware, close_on_error="yes")
     with pytest.raises(TypeError, match="close_on_error must be True or False"), TestClient(starlette):
         pass  # pragma: no cover
+
+
+def test_a_close_context_is_not_built_by_hand() -> None:
+    from asgi_ws_close import CloseContext
+
+    with pytest.raises(TypeError, match=r"made by WebSocketCloseMiddleware.*get_close_context.*capture_closes"):
+        CloseContext()

@@ -34,7 +34,7 @@ def test_a_connection_starts_with_the_facts_of_a_tracker() -> None:
     for cls, counting in ((_Connection, False), (_CountingConnection, True)):
         connection = cls((GENERIC, None), None, "1.1", _noop_receive, _noop_send, ())
         tracker = CloseTracker(count_messages=counting, http_version="1.1")
-        assert _facts(connection) == _facts(CloseContext(tracker))
+        assert _facts(connection) == _facts(CloseContext._of(tracker))
         assert connection.finished is tracker.finished is False
         assert connection.abnormal is tracker.abnormal is False
         assert isinstance(connection.opened_at, float) and connection.duration is None

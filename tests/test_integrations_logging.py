@@ -177,7 +177,7 @@ def client_closes(code: int, reason: str | None) -> CloseContext:
         disconnect["reason"] = reason
     tracker.receive(disconnect)
     tracker.app_exited()
-    return CloseContext(tracker)
+    return CloseContext._of(tracker)
 
 
 def app_closes(code: int, reason: str) -> CloseContext:
@@ -185,20 +185,20 @@ def app_closes(code: int, reason: str) -> CloseContext:
     tracker.send({"type": "websocket.close", "code": code, "reason": reason})
     tracker.receive({"type": "websocket.disconnect", "code": code, "reason": reason})
     tracker.app_exited()
-    return CloseContext(tracker)
+    return CloseContext._of(tracker)
 
 
 def transport_lost() -> CloseContext:
     tracker = _accepted()
     tracker.receive({"type": "websocket.disconnect", "code": 1006})
     tracker.app_exited()
-    return CloseContext(tracker)
+    return CloseContext._of(tracker)
 
 
 def app_raises(error: BaseException) -> CloseContext:
     tracker = _accepted()
     tracker.app_exited(error)
-    return CloseContext(tracker)
+    return CloseContext._of(tracker)
 
 
 def rejected() -> CloseContext:
@@ -206,7 +206,7 @@ def rejected() -> CloseContext:
     tracker.receive({"type": "websocket.connect"})
     tracker.send({"type": "websocket.close", "code": 4001})
     tracker.app_exited()
-    return CloseContext(tracker)
+    return CloseContext._of(tracker)
 
 
 def _scope(path: str = "/ws") -> Scope:
@@ -319,7 +319,7 @@ def test_extra_has_an_unknown_outcome_as_none(log: pytest.LogCaptureFixture) -> 
     tracker.send({"type": "websocket.accept"})
     tracker.receive({"type": "websocket.disconnect", "code": 1005})
     tracker.app_exited()
-    log_close(CloseContext(tracker), _scope())
+    log_close(CloseContext._of(tracker), _scope())
     [record] = log.records
     fields = getattr(record, EXTRA_KEY)
     assert (fields["outcome"], fields["http_version"], fields["server"]) == (None, "1.1", "granian")
@@ -439,8 +439,8 @@ def test_max_length_below_one_is_refused() -> None:
 def test_a_live_connection_logs_its_state(log: pytest.LogCaptureFixture) -> None:
     closing = _accepted()
     closing.send({"type": "websocket.close", "code": 1000})
-    log_close(CloseContext(_accepted()), _scope())
-    log_close(CloseContext(closing), _scope())
+    log_close(CloseContext._of(_accepted()), _scope())
+    log_close(CloseContext._of(closing), _scope())
     assert [(record.levelno, record.getMessage()) for record in log.records] == [
         (logging.WARNING, "WebSocket /ws open"),  # not known to be clean
         (logging.WARNING, "WebSocket /ws closing"),

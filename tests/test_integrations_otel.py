@@ -626,7 +626,7 @@ def test_a_live_connection_records_nothing(telemetry: Telemetry) -> None:
     from asgi_ws_close._tracker import CloseTracker
 
     otel = OpenTelemetryCloseInstrumentation(meter_provider=telemetry.meter_provider)
-    otel.on_close(CloseContext(CloseTracker()), {})
+    otel.on_close(CloseContext._of(CloseTracker()), {})
     assert telemetry.points(METRIC_CLOSES) == []
 
 

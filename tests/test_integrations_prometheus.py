@@ -144,7 +144,7 @@ def _context(*events: tuple[str, Message], error: BaseException | None = None, d
     for direction, message in events:
         getattr(tracker, direction)(message)
     tracker.app_exited(error)
-    return CloseContext(tracker)
+    return CloseContext._of(tracker)
 
 
 CONNECT = ("receive", {"type": "websocket.connect"})
@@ -239,7 +239,7 @@ def test_a_live_connection_is_not_counted() -> None:
     metrics = PrometheusCloseMetrics(registry=registry)
     tracker = CloseTracker()
     tracker.send({"type": "websocket.accept"})
-    metrics.on_close(CloseContext(tracker), {})
+    metrics.on_close(CloseContext._of(tracker), {})
     assert _total(registry, CLOSES) == 0.0
 
 
@@ -591,7 +591,7 @@ def test_the_outcome_label_of_what_only_the_server_knows(wire: Wire, labels: tup
     tracker.send({"type": "websocket.accept"})
     tracker.receive({"type": "websocket.disconnect", "code": 1006}, wire=wire)
     tracker.app_exited()
-    metrics.on_close(CloseContext(tracker), _scope())
+    metrics.on_close(CloseContext._of(tracker), _scope())
     assert _closes(registry) == {labels: 1.0}
     assert _duration_counts(registry) == {(labels[0], labels[2], labels[3]): 1.0}
 
@@ -603,7 +603,7 @@ def test_a_cancelled_app_is_a_server_shutdown() -> None:
     tracker.receive({"type": "websocket.connect"})
     tracker.send({"type": "websocket.accept"})
     tracker.app_cancelled()
-    metrics.on_close(CloseContext(tracker), _scope())
+    metrics.on_close(CloseContext._of(tracker), _scope())
     # The generic server's close at cancellation is unknown: so are its code and cleanliness.
     assert _closes(registry) == {("server", "none", "false", "server_shutdown"): 1.0}
 
@@ -889,7 +889,7 @@ tracker.receive({"type": "websocket.connect"})
 tracker.send({"type": "websocket.accept"})
 tracker.receive({"type": "websocket.disconnect", "code": 1000, "reason": ""})
 tracker.app_exited()
-metrics.on_close(CloseContext(tracker), {})
+metrics.on_close(CloseContext._of(tracker), {})
 print("ready", flush=True)
 time.sleep(120)
 """

@@ -435,7 +435,7 @@ def test_without_sentry_the_hook_does_nothing() -> None:
 
 def test_a_live_connection_records_nothing(sentry: Captured) -> None:
     with sentry_sdk.isolation_scope() as scope:
-        SentryCloseHook(isolated=True)(CloseContext(CloseTracker()), {})
+        SentryCloseHook(isolated=True)(CloseContext._of(CloseTracker()), {})
         assert CONTEXT_KEY not in scope._contexts
 
 

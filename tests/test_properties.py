@@ -208,7 +208,7 @@ def test_str_and_repr_of_a_record_whose_code_is_unknown() -> None:
     tracker.receive({"type": "websocket.connect"})
     tracker.send({"type": "websocket.accept"})
     tracker.receive({"type": "websocket.disconnect", "code": 1005})
-    context = CloseContext(tracker)
+    context = CloseContext._of(tracker)
     assert context.state is ConnectionState.CLOSED and context.code is None and "code" in context.unknown
     for text in (str(context), repr(context), str(context.snapshot())):
         assert "closed by nobody: unknown" in text

@@ -222,7 +222,7 @@ def test_unknown_codes_read_well_in_str_and_logs(caplog: pytest.LogCaptureFixtur
     tracker = opened("hypercorn")
     tracker.receive({"type": "websocket.disconnect", "code": 1006})
     tracker.app_exited()
-    context = CloseContext(tracker)
+    context = CloseContext._of(tracker)
     assert str(context) == "closed by nobody: unknown, clean unknown"
     with caplog.at_level(logging.INFO, logger="asgi_ws_close"):
         log_close(context, {"type": "websocket", "path": "/ws"})
