@@ -1,7 +1,7 @@
 """What each ASGI server means by what it reports: one table, and how to tell which server runs.
 
 ASGI leaves much to the server: six real servers disagree on almost every close fact
-(``../shared/facts/servers.md``, measured on 127.0.0.1; re-checked by ``tests/matrix``). Each
+(``docs/servers.md``, measured on 127.0.0.1; re-checked by ``tests/matrix``). Each
 entry of `SERVERS` says, for one server, how it reports a lost transport, what it loses,
 which close frame it sends on its own, and, where the ASGI messages lose a fact that the
 server's own connection object still holds, how to read that object (its ``probe``). The
@@ -124,7 +124,7 @@ class ServerQuirks:
             facts the ASGI messages lose; ``None`` when there is nothing to read. Any
             exception it raises makes those facts unknown, never wrong.
         reads: What the probe reads, in words.
-        facts: The measured facts (servers.md) this entry encodes.
+        facts: The measured facts (docs/servers.md) this entry encodes.
     """
 
     name: str
@@ -148,7 +148,7 @@ GENERIC = ServerQuirks(
     # A 1005 with no reason key is a drop on some servers and an empty close frame on others.
     drop="1005 without reason, ambiguous",
     facts="ASGI spec: 1005 when the frame had no code, 1006 when no frame came; reason optional "
-    "(servers.md difference 3: some servers report a drop as 1005 without a reason)",
+    "(docs/servers.md, difference 3: some servers report a drop as 1005 without a reason)",
 )
 
 # Probes: each reads one server's connection object, and nothing else. They run once or twice
@@ -256,7 +256,7 @@ def _probe_uvicorn_wsproto(protocol: Any, message: Mapping[str, Any] | None) -> 
     failed = _reported(message)
     if failed is not None and state == "OPEN" and failed.code not in _NOT_ON_THE_WIRE:
         # wsproto failed the connection on a protocol error (ParseFailed): it reports its close
-        # (1002, 1007) to the app but uvicorn sends none (servers.md, C5-C7).
+        # (1002, 1007) to the app but uvicorn sends none (docs/servers.md, C5-C7).
         return Wire(None, failed, False, "error")
     return LOST if protocol.disconnected or protocol.transport.is_closing() else STILL_OPEN
 
@@ -597,7 +597,7 @@ def _search(send: object) -> tuple[ServerQuirks, Any] | None:
 
 
 def _by_scope(scope: Mapping[str, Any]) -> ServerQuirks:
-    # Fingerprints measured in servers.md ("Scope"), confirmed by the server's module being
+    # Fingerprints measured in docs/servers.md ("Scope"), confirmed by the server's module being
     # imported: an app may import a server it does not run under, never one that isn't there.
     # (A dict is what every server puts in a scope: told without the Mapping ABC's check.)
     modules = sys.modules

@@ -114,7 +114,7 @@ _CLOSED_BY_APP_EXIT = TRANSITIONS[CLOSING][_Event.APP_EXIT]
 _CLOSING_BY_APP = TRANSITIONS[OPEN][_Event.CLOSE]
 
 # ASGI spec: a close before accept is answered with HTTP 403 (measured on every server in
-# ../shared/facts/servers.md). What an app that raises before accept gets is per server.
+# docs/servers.md). What an app that raises before accept gets is per server.
 _HTTP_FORBIDDEN = 403
 
 
@@ -773,7 +773,7 @@ class _Tracking:
             return
         # 7.1.5: 1006 never travels on the wire: a server reports it when no close frame came.
         # uvicorn's websockets-sansio and wsproto report that as 1005 with *no* reason key,
-        # while a real empty close frame comes with reason="" (servers.md, C2/C4).
+        # while a real empty close frame comes with reason="" (docs/servers.md, C2/C4).
         if code == CloseCode.ABNORMAL_CLOSURE or (drop == "1005 without reason" and no_status_without_reason):
             self._outcome = "dropped"
             self._more().abnormal = True

@@ -110,7 +110,7 @@ class Ending:
         """What the client saw, in words that do not depend on timing.
 
         TCP FIN and RST both read "no close frame": which of them a server's teardown shows
-        varies from run to run (servers.md, "Method notes").
+        varies from run to run (docs/servers.md, "Method notes").
         """
         if self.kind == "close":
             if not self.payload:

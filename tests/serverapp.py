@@ -57,7 +57,7 @@ __all__ = [
 RECORDS_ENV = "ASGI_WS_CLOSE_RECORDS"
 
 #: Bound on the handlers' follow-up waits, in seconds: well above any delivery measured in
-#: servers.md (daphne's 1006 after an unanswered close comes about 0.7 s later).
+#: docs/servers.md (daphne's 1006 after an unanswered close comes about 0.7 s later).
 FOLLOW_UP_TIMEOUT = 3.0
 
 Handler = Callable[[WebSocket], Awaitable[dict[str, Any]]]

@@ -2,7 +2,7 @@
 
 Six servers (:data:`SERVERS`): uvicorn with each of its WebSocket implementations, hypercorn,
 daphne and granian, each launched with its own command line, the way its users launch it
-(``shared/facts/servers.md``, "Server commands"), on a port the OS chooses:
+(``docs/servers.md``, "Server commands"), on a port the OS chooses:
 
 * uvicorn (``--port 0``), hypercorn (``-b 127.0.0.1:0``) and daphne (``-p 0``) bind port 0
   and print the port they got ("Uvicorn running on http://127.0.0.1:PORT", "Running on
@@ -17,7 +17,7 @@ daphne and granian, each launched with its own command line, the way its users l
 
 Every server runs in a session of its own with SIGINT and SIGQUIT reset to their defaults
 before ``exec`` (a process started from a shell's background job inherits SIGINT ignored, and
-Twisted, hence daphne, then never installs its handler: servers.md, "Method notes"). It is
+Twisted, hence daphne, then never installs its handler: docs/servers.md, "Method notes"). It is
 stopped by its own PID on exit (SIGTERM, then SIGKILL), and so are the worker processes that
 hypercorn and granian spawn, each by its own PID, should one outlive its parent.
 

@@ -184,7 +184,7 @@ def test_client_aborts_in_the_middle_of_a_message(target: Target, part: str, how
     assert fields(target.on_close(conn_id)) == want
     handler = target.handler(conn_id)
     assert fields(handler) == want
-    # The server's own words differ (servers.md, C4); the record is the same.
+    # The server's own words differ (docs/servers.md, C4); the record is the same.
     server_said = {"code": 1006, "reason": ""} if target.impl == "websockets" else {"code": 1005}
     assert handler["disconnect"] == {"type": "websocket.disconnect", **server_said}
 
@@ -212,7 +212,7 @@ def test_app_raises_after_accept(target: Target) -> None:
     conn_id, path = target.path("/ws/raise-after-accept", "raise-after-accept")
     with RawWebSocket.connect(target.server.port, path, timeout=CLIENT_TIMEOUT) as raw:
         assert raw.recv_text() == "ready"
-        # uvicorn drops TCP without a close frame (servers.md, S-e): the client sees 1006.
+        # uvicorn drops TCP without a close frame (docs/servers.md, S-e): the client sees 1006.
         assert raw.read_ending() == Ending("eof")
     assert fields(target.on_close(conn_id)) == expected(
         target.impl,

@@ -9,7 +9,7 @@ when a test first needs it and shared by the module's tests; it serves every app
 (``tests.policyapp:app`` picks one by the connection's ``?app=``).
 
 What uvicorn itself does with invalid closes, app errors and closes before accept is measured
-in ``shared/facts/servers.md`` (S-d..S-g4, differences 7-10); the ``default`` app's tests
+in ``docs/servers.md`` (S-d..S-g4, differences 7-10); the ``default`` app's tests
 re-check it here, as the reason each policy exists.
 """
 
@@ -216,7 +216,7 @@ def records_of(
 
 
 def own_close_echo(impl: str, code: int, reason: str) -> dict[str, Any]:
-    """The disconnect uvicorn hands the app right after the app's close (servers.md, S-b)."""
+    """The disconnect uvicorn hands the app right after the app's close (docs/servers.md, S-b)."""
     if impl == "websockets":
         return {"type": "websocket.disconnect", "code": 1005}
     return {"type": "websocket.disconnect", "code": code, "reason": reason}
@@ -507,7 +507,7 @@ def test_pass_forwards_invalid_closes_and_uvicorn_decides(
         # close received and sends 1002 itself.
         assert wire == WsOutcome(None, (1002, "invalid status code"), None)
     assert handler["send_error"] is None
-    # The app gets its own close back, unrewritten and uncut (servers.md, difference 7).
+    # The app gets its own close back, unrewritten and uncut (docs/servers.md, difference 7).
     assert handler["disconnect"] == {"type": "websocket.disconnect", "code": code, "reason": reason}
     # The record says what the app sent, which is not what went on the wire. uvicorn's echo
     # of the app's own 1006 is not read as a lost transport: the closing handshake completed.
