@@ -437,15 +437,19 @@ def check_dashboard(prometheus: Prometheus, final: Mapping[tuple[str, ...], floa
         assert all(math.isfinite(value) and value >= 0 for value in result.values()), f"{where}: {result}"
         exact = prometheus.vector(_instant(expr), by)
         if title.startswith("Open connections"):
-            assert result == exact == {(): 0.0}, where
+            assert by == () and result == exact == {(): 0.0}, where
         elif title in ("Closes per second by outcome", "Closes per second by code"):
-            assert set(result) == set(exact), where
+            assert by == (title.rpartition(" ")[2],), where
+            # Every kind of ending happened again in the last minute: each series has a rate.
+            assert set(result) == set(exact) and all(value > 0 for value in result.values()), where
             assert exact == _by(final, by), where
         elif title == "Abnormal-close ratio":
+            assert by == (), where
             [ratio] = result.values()
             assert 0 < ratio < 1, where
             assert exact == {(): pytest.approx(abnormal / total, rel=1e-12)}, where
         elif title == "Connection duration by outcome":
+            assert by == ("outcome",), where
             assert {key[0] for key in result} == outcomes == {key[0] for key in exact}, where
             # Every connection lasted less than the test's timeout (150 s): no quantile can be
             # above the upper bound of the bucket that holds 150 s.
