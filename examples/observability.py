@@ -5,14 +5,15 @@ Run it (from the repository root)::
     pip install -e ".[demo,prometheus,otel]"
     python examples/observability.py                         # http://127.0.0.1:8000
 
-    # or with several workers, in prometheus-client's multiprocess mode:
+    # or with several workers, in prometheus-client's multiprocess mode (an empty directory
+    # at every start; dead workers leave the open-connections gauge: docs/observability.md):
     export PROMETHEUS_MULTIPROC_DIR=$(mktemp -d)
     uvicorn examples.observability:app --workers 2
 
 Then talk to ``ws://127.0.0.1:8000/ws`` (``python -m websockets ws://127.0.0.1:8000/ws``):
 text is echoed, ``close 4003 nope`` makes the server close with that code and reason.
 Each connection's end gives one log line (its fields as JSON after it), a sample in
-``curl -L http://127.0.0.1:8000/metrics``, and, once an OpenTelemetry SDK is configured
+``curl http://127.0.0.1:8000/metrics``, and, once an OpenTelemetry SDK is configured
 (``opentelemetry-instrument``, or your own providers), attributes on the connection's span
 and OpenTelemetry metrics.
 """
@@ -21,16 +22,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app
-from prometheus_client.multiprocess import MultiProcessCollector
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from asgi_ws_close import WebSocketCloseMiddleware
 from asgi_ws_close.integrations.logging import EXTRA_KEY, log_close
 from asgi_ws_close.integrations.otel import OpenTelemetryCloseInstrumentation
-from asgi_ws_close.integrations.prometheus import PrometheusCloseMetrics
+from asgi_ws_close.integrations.prometheus import PrometheusCloseMetrics, exposition_registry
 
 
 class CloseFieldsFormatter(logging.Formatter):
@@ -63,13 +63,14 @@ except ImportError:
 else:
     app.add_middleware(OpenTelemetryMiddleware)
 
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    # prometheus-client's multiprocess recipe: a registry that reads every worker's files.
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-else:
-    registry = REGISTRY
-app.mount("/metrics", make_asgi_app(registry))
+# This process's metrics, or, under PROMETHEUS_MULTIPROC_DIR, every live worker's.
+registry = exposition_registry()
+
+
+@app.get("/metrics")
+def prometheus_metrics(request: Request) -> Response:
+    """The Prometheus exposition, at /metrics itself (a mount would redirect to /metrics/)."""
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @app.websocket("/ws")

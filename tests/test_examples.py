@@ -1,9 +1,14 @@
-"""examples/fastapi_app.py: the small FastAPI example logs one line per close."""
+"""The examples: examples/fastapi_app.py logs one line per close; examples/observability.py
+serves its Prometheus metrics at /metrics."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -45,3 +50,41 @@ def test_the_page_is_served() -> None:
         page = client.get("/")
     assert page.status_code == 200
     assert "new WebSocket" in page.text
+
+
+# examples/observability.py registers its metrics in prometheus-client's default registry:
+# it runs in a process of its own.
+_OBSERVABILITY_CHECK = """
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+from examples.observability import app
+
+with TestClient(app) as client:
+    with client.websocket_connect("/ws") as ws:
+        ws.send_text("close 4003 nope")
+        try:
+            ws.receive_text()
+        except WebSocketDisconnect as exc:
+            assert (exc.code, exc.reason) == (4003, "nope"), exc
+    response = client.get("/metrics", follow_redirects=False)
+assert response.status_code == 200, response.status_code
+assert response.headers["content-type"].startswith("text/plain"), response.headers
+lines = [line for line in response.text.splitlines() if line.startswith("websocket_server_closes_total{")]
+assert lines == [
+    'websocket_server_closes_total{clean="true",code="4003",initiator="app",outcome="app_closed"} 1.0'
+], lines
+"""
+
+
+def test_the_observability_example_serves_its_metrics_without_a_redirect(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-c", _OBSERVABILITY_CHECK],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
