@@ -152,16 +152,13 @@ class WebSocketCloseMiddleware:
             await self.app(scope, receive, send)
             return
 
-        # Few locals: each is 8 bytes of every open connection's frame.
-        context = self._connection(
-            locate_server(send, scope), self._quirks, scope.get("http_version"), receive, send, self.hooks
-        )
+        # Few locals, and short expressions: each local, and each slot of the value stack, is
+        # 8 bytes of every open connection's frame.
+        context = _open(self, scope, receive, send)
         scope[SCOPE_KEY] = context
-        # Set, and set back: no token kept while the connection is open (the value it would
-        # restore is this one).
-        previous = _current.set(context).old_value
-        if previous is _UNSET:
-            previous = None
+        # Set now, reset at the end with its token (kept by the context, not in this frame):
+        # resetting a variable the task had not set costs less than setting it back.
+        context._token = _current.set(context)
         try:
             await self.app(scope, context.receive_with_tracking, context.send_with_tracking)
         except GeneratorExit:
@@ -169,10 +166,9 @@ class WebSocketCloseMiddleware:
             # process is exiting). Nothing can be awaited now; record the end as the server's.
             _deliver_at_exit(context, scope)
             raise
-        except BaseException as exc:
-            if self.close_on_error and context.state is OPEN and not _is_cancellation(exc):
-                await _close_for_error(context, send)
-            _app_ended(context, exc, context.wire())
+        except BaseException:
+            # (Not bound to a local: _app_raised reads it. A local is 8 bytes of every frame.)
+            await _app_raised(self, context)
             raise
         else:
             if context._subject is not None:
@@ -186,19 +182,126 @@ class WebSocketCloseMiddleware:
             context._receive = _unattached_receive
             context._send = _unattached_send
             context._subject = None
+            if not context._hooks:
+                _reset(context)
+            elif _call_hooks(context, scope):
+                # An async hook: _call_hooks left the coroutine that awaits it (and runs the
+                # rest, then resets) in the detached _subject slot: no local for it, 8 bytes
+                # of every open connection's frame.
+                await context._subject
+
+
+def _open(middleware: WebSocketCloseMiddleware, scope: Scope, receive: Receive, send: Send) -> _Connection:
+    # The connection's object, made here rather than in __call__ (the arguments' expression
+    # would deepen __call__'s value stack, 8 bytes a slot in every open connection's frame),
+    # and without calling its class: object.__new__ and the stores of _Connection.__init__,
+    # inline, cost less than the class's call. Keep them alike (the tests check that
+    # __init__ starts as a CloseTracker does).
+    quirks, subject = locate_server(send, scope)
+    only = middleware._quirks
+    if only is not None and only is not quirks:
+        # server= names another entry: what was found is not what its probe would read.
+        quirks, subject = only, None
+    context = _new(middleware._connection)
+    context._receive = receive
+    context._send = send
+    context._subject = subject if quirks.probe is not None else None
+    context._hooks = middleware.hooks
+    if middleware.count_messages:
+        context.messages_received = 0
+        context.messages_sent = 0
+    # What _Tracking._begin does, inline.
+    context.quirks = quirks
+    context.http_version = scope.get("http_version")
+    context.state = CONNECTING
+    context.initiator = None
+    context._close = None
+    context._rare = None
+    context.received_then_sent = None
+    context._clean = True
+    context.error = None
+    context._outcome = None
+    context.opened_at = _wall_clock()
+    context._started = _monotonic()
+    context._ends = None
+    context.finished = False
+    return context
+
+
+_new = object.__new__
+
+
+async def _app_raised(middleware: WebSocketCloseMiddleware, context: _Connection) -> None:
+    # The app raised (or was cancelled): close for it if asked to, and record how it ended.
+    # Called while the exception is handled, before any await: sys.exc_info() is the app's.
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    if middleware.close_on_error and context.state is OPEN and not _is_cancellation(exc):
+        # (context._send is still the server's send: it is let go of after this.)
+        await _close_for_error(context, context._send)
+    _app_ended(context, exc, context.wire())
+
+
+def _call_hooks(context: _Connection, scope: Scope) -> bool:
+    # The on_close hooks, in order, then the context variable reset (the hooks see it set).
+    # Plain hooks are called here, a call each, no coroutine. From the first hook that returns
+    # an awaitable on, a coroutine awaits it, runs the rest and resets: it is left in
+    # context._subject for the middleware to await (True).
+    hooks = context._hooks
+    index = 0
+    try:
+        for hook in hooks:
+            index += 1
             try:
-                for hook in context._hooks:
-                    # Inline, not a coroutine per hook: a plain hook costs a call.
-                    try:
-                        result = hook(context, scope)
-                        if result is not None and inspect.isawaitable(result):
-                            await result
-                    except Exception:
-                        # The hook's failure is the hook's: never the server's, the app's or
-                        # another hook's.
-                        logger.exception("asgi_ws_close: on_close hook %r raised", hook)
-            finally:
-                _current.set(previous)
+                result = hook(context, scope)
+                if result is not None and inspect.isawaitable(result):
+                    context._subject = _finish_hooks(context, scope, hooks[index:], hook, result)
+                    return True
+            except Exception:
+                # The hook's failure is the hook's: never the server's, the app's or another
+                # hook's.
+                logger.exception("asgi_ws_close: on_close hook %r raised", hook)
+    except BaseException:
+        _reset(context)
+        raise
+    _reset(context)
+    return False
+
+
+async def _finish_hooks(
+    context: _Connection, scope: Scope, hooks: tuple[OnClose, ...], hook: OnClose, pending: Awaitable[None]
+) -> None:
+    # The rest of _call_hooks, from the first hook that returned an awaitable.
+    context._subject = None
+    try:
+        try:
+            await pending
+        except Exception:
+            logger.exception("asgi_ws_close: on_close hook %r raised", hook)
+        for hook in hooks:
+            try:
+                result = hook(context, scope)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("asgi_ws_close: on_close hook %r raised", hook)
+    finally:
+        _reset(context)
+
+
+def _reset(context: _Connection) -> None:
+    # The context variable back to what it was before the middleware set it; the token let go
+    # of (it holds the task's context).
+    token = context._token
+    if token is None:  # reset already
+        return
+    context._token = None
+    try:
+        _current.reset(token)
+    except (ValueError, RuntimeError):
+        # Not in the context it was set in (the app's coroutine closed from outside its task,
+        # at exit): set back there, as the reset would have in its own context.
+        _current.set(None if token.old_value is _UNSET else token.old_value)
 
 
 # One object per connection, a _Connection, is its tracker, its context (what the scope and
@@ -244,7 +347,7 @@ async def _unattached_send(message: Message) -> None:
 class _Connection(_Tracking, CloseContext):
     """One connection: its tracker, its context and the relay of its messages, in one object."""
 
-    __slots__ = (*FACT_SLOTS, "_receive", "_send", "_subject")
+    __slots__ = (*FACT_SLOTS, "_receive", "_send", "_subject", "_token")
 
     # The clocks of the middleware's records: time.monotonic and time.time, read at the start
     # and at the end.
@@ -255,6 +358,11 @@ class _Connection(_Tracking, CloseContext):
     messages_sent: int | None = None
     # The middleware whose close policies apply (see WebSocketCloseMiddleware.__init__).
     _policies: WebSocketCloseMiddleware | None = None
+    # The context variable's token while the app runs (set and reset by the middleware).
+    _token: Token[CloseContext | None] | None
+    # The server's connection object for its entry's probe, while the app runs (None: nothing
+    # to read); after, the coroutine delivering async hooks, if any (see _call_hooks).
+    _subject: Any
 
     def __init__(
         self,
@@ -277,8 +385,9 @@ class _Connection(_Tracking, CloseContext):
         self._subject = subject if quirks.probe is not None else None
         # on_close hooks, this middleware's and those of nested instances that share it.
         self._hooks = hooks
-        # What _Tracking._begin does, inline: a call less per connection (the tests check
-        # that both start alike).
+        # What _Tracking._begin does, inline (the tests check that both start alike). The
+        # middleware makes its connections with _open, which does the same as this method,
+        # inline too: keep the three alike.
         self.quirks = quirks
         self.http_version = http_version
         self.state = CONNECTING
@@ -306,7 +415,9 @@ class _Connection(_Tracking, CloseContext):
         except Exception:  # not an ASGI message: the app's to judge, never ours to raise
             return message
         if kind == "websocket.disconnect":
-            self._disconnect(message, None if self._subject is None else self.wire(message))
+            # (kind reused for the wire: a shorter value stack, 8 bytes of every idle frame.)
+            kind = None if self._subject is None else self.wire(message)
+            self._disconnect(message, kind)
         # websocket.connect changes nothing; unknown types are not ours to judge.
         return message
 
@@ -409,7 +520,8 @@ class _CountingConnection(_Connection):
         if kind == "websocket.receive":
             self.messages_received += 1  # type: ignore[operator]
         elif kind == "websocket.disconnect":
-            self._disconnect(message, None if self._subject is None else self.wire(message))
+            kind = None if self._subject is None else self.wire(message)
+            self._disconnect(message, kind)
         return message
 
     def send_with_tracking(self, message: Message) -> Awaitable[None]:

@@ -119,7 +119,9 @@ class CloseContext:
     (as the browser's ``CloseEvent.wasClean``), handshake rejection, app errors and timing.
     """
 
-    __slots__ = ("__weakref__", "_hooks", "_tracker")
+    # No slot for _tracker: the middleware's contexts are their trackers (a property), and
+    # the views made by _of keep theirs in a subclass's slot.
+    __slots__ = ("__weakref__", "_hooks")
 
     # The middleware's own contexts are their trackers (one object per connection); this one
     # is a view of a tracker made by hand.
@@ -137,10 +139,10 @@ class CloseContext:
     @classmethod
     def _of(cls, tracker: CloseTracker) -> CloseContext:
         """A read-only view of ``tracker`` (the middleware's own contexts are their trackers)."""
-        context = object.__new__(cls)
-        context._tracker = tracker
-        context._hooks = ()
-        return context
+        view = object.__new__(_View)
+        view._tracker = tracker
+        view._hooks = ()
+        return view
 
     @property
     def state(self) -> ConnectionState:
@@ -333,6 +335,12 @@ class CloseContext:
 
     def __repr__(self) -> str:
         return f"<CloseContext {_describe(self)}>"
+
+
+class _View(CloseContext):
+    """A `CloseContext` that is a view of a tracker made by hand (`CloseContext._of`)."""
+
+    __slots__ = ("_tracker",)
 
 
 #: A hook called once per connection, after it ended: ``hook(context, scope)``, plain or async.

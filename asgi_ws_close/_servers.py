@@ -490,11 +490,22 @@ def locate_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = No
         quirks = _cache.get(cls) or _by_class(cls)
         if quirks is not GENERIC:
             return quirks, owner
-        key: object = (cls, send.__func__)
-        if key in _opaque:  # searched before, for nothing: the scope tells, if anything
-            if scope is None or sys.modules.keys().isdisjoint(_FINGERPRINTED):
+        func = send.__func__
+        if _opaque_methods.get(cls) is func or (cls, func) in _opaque:
+            # Searched before, for nothing: the scope tells, if anything. (One dict lookup for
+            # the last method of the class searched, without building the key.)
+            if scope is None:
+                return _NOWHERE
+            modules = sys.modules
+            if (
+                "uvicorn" not in modules
+                and "daphne" not in modules
+                and "granian" not in modules
+                and "hypercorn" not in modules
+            ):
                 return _NOWHERE  # no server of the fingerprints is imported (see _by_scope)
             return _by_scope(scope), None
+        key: object = (cls, func)
     else:
         owner = getattr(send, "__self__", None)
         if owner is not None:
@@ -512,6 +523,8 @@ def locate_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = No
             return found
         if len(_opaque) < _OPAQUE_LIMIT and _is_opaque(send):
             _opaque.add(key)
+            if type(key) is tuple:
+                _opaque_methods[key[0]] = key[1]
     return (GENERIC if scope is None else _by_scope(scope)), None
 
 
@@ -519,9 +532,12 @@ def locate_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = No
 # the same (nothing in them varies from one connection to the next): searched once. Keyed by
 # the class of a bound method's object and the method's function, or the function itself.
 _opaque: set[object] = set()
+# The same, for bound methods, by class: the function of the last such method of the class
+# added to _opaque (a lookup without building the key; _opaque stays the whole answer).
+_opaque_methods: dict[type, object] = {}
 _NOWHERE: tuple[ServerQuirks, Any] = (GENERIC, None)
 # The servers whose scopes _by_scope knows, by the module that must be imported.
-_FINGERPRINTED = frozenset({"uvicorn", "daphne", "granian", "hypercorn"})
+_FINGERPRINTED = frozenset({"uvicorn", "daphne", "granian", "hypercorn"})  # also spelled out in locate_server
 _OPAQUE_LIMIT = 256
 
 
