@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 # Imported first: it points DJANGO_SETTINGS_MODULE at the tests' minimal settings module.
-from tests.frameworkapps import channels_app, emit  # isort: skip
+from tests.support.frameworkapps import channels_app, emit  # isort: skip
 
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
@@ -20,8 +20,8 @@ from django.urls import path
 
 from asgi_ws_close import CloseContext, ConnectionState, WebSocketCloseMiddleware
 from asgi_ws_close.testing import CloseCapture
-from tests.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
-from tests.frameworkapps.server import Server, run_uvicorn, uvicorn_command
+from tests.support.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
+from tests.support.frameworkapps.server import Server, run_uvicorn, uvicorn_command
 
 _imported = set(sys.modules)
 from channels.testing import WebsocketCommunicator  # noqa: E402
@@ -161,7 +161,7 @@ def test_example_in_process(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    with run_uvicorn(uvicorn_command("tests.frameworkapps.channels_app:application")) as server:
+    with run_uvicorn(uvicorn_command("tests.support.frameworkapps.channels_app:application")) as server:
         yield server
 
 

@@ -27,9 +27,9 @@ from asgi_ws_close import (
 )
 from asgi_ws_close.fastapi import CloseContextDep, close_context
 from asgi_ws_close.testing import capture_closes
-from tests.frameworkapps import emit, fastapi_app
-from tests.frameworkapps.clients import TIMEOUT, app_closes, assert_closed, client_closes, client_drops
-from tests.frameworkapps.server import Server, run_uvicorn, uvicorn_command
+from tests.support.frameworkapps import emit, fastapi_app
+from tests.support.frameworkapps.clients import TIMEOUT, app_closes, assert_closed, client_closes, client_drops
+from tests.support.frameworkapps.server import Server, run_uvicorn, uvicorn_command
 
 # path -> what the handler adds to its line (the other dependency, the mount's root_path)
 ROUTES = {
@@ -191,7 +191,7 @@ def test_example_in_process() -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    with run_uvicorn(uvicorn_command("tests.frameworkapps.fastapi_app:app")) as server:
+    with run_uvicorn(uvicorn_command("tests.support.frameworkapps.fastapi_app:app")) as server:
         yield server
 
 

@@ -1,6 +1,6 @@
 """Faults on real servers: every connection gets exactly one close record, and the right one.
 
-uvicorn runs ``tests.reliabilityapp:app`` with each of its WebSocket implementations (``--ws
+uvicorn runs ``tests.support.reliabilityapp:app`` with each of its WebSocket implementations (``--ws
 websockets``, ``websockets-sansio``, ``wsproto``) on 127.0.0.1. The faults: a client that
 aborts in the middle of a message (a first fragment, or half a frame, then RST or FIN); the
 app raising before accept, after accept and inside a send; the server's send raising; the app
@@ -28,14 +28,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.rawclient import OP_TEXT, Ending, HandshakeRejected, RawWebSocket
-from tests.reliabilityapp import logged_exceptions, on_close_lines, wait_for_on_close
-from tests.servers import Server, close_fields, read_records, run_server
+from tests.support.rawclient import OP_TEXT, Ending, HandshakeRejected, RawWebSocket
+from tests.support.reliabilityapp import logged_exceptions, on_close_lines, wait_for_on_close
+from tests.support.servers import Server, close_fields, read_records, run_server
 
 pytestmark = pytest.mark.server
 
 IMPLS = ("websockets", "websockets-sansio", "wsproto")
-APP = "tests.reliabilityapp:app"
+APP = "tests.support.reliabilityapp:app"
 
 CLIENT_TIMEOUT = 10.0
 RECORD_TIMEOUT = 15.0

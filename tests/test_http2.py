@@ -1,5 +1,5 @@
 """WebSockets over HTTP/2 (RFC 8441 extended CONNECT), cleartext h2c with prior knowledge,
-driven by a real HTTP/2 client (``tests/h2client.py``: h2 + wsproto) against real servers.
+driven by a real HTTP/2 client (``tests/support/h2client.py``: h2 + wsproto) against real servers.
 
 What the servers do, measured here (uvicorn 0.55.0, hypercorn 0.18.0, daphne 4.2.3,
 granian 2.8.9; zttp 0.0.35 for uvicorn's HTTP/2):
@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.h2client import (
+from tests.support.h2client import (
     ConnectRejected,
     ExtendedConnectNotSupported,
     H2cNotSupported,
@@ -42,12 +42,12 @@ from tests.h2client import (
     ServerClose,
     server_settings,
 )
-from tests.rawclient import RawWebSocket, close_payload
-from tests.servers import SERVERS, Server, ServerSpec, read_records, run_server, wait_for_records
+from tests.support.rawclient import RawWebSocket, close_payload
+from tests.support.servers import SERVERS, Server, ServerSpec, read_records, run_server, wait_for_records
 
 pytestmark = pytest.mark.server
 
-APP = "tests.serverapp:starlette_app"
+APP = "tests.support.serverapp:starlette_app"
 ENABLE_CONNECT_PROTOCOL = 0x8
 PROTOCOL_ERROR = 0x1
 
@@ -85,7 +85,7 @@ def _without(record: dict[str, Any], keys: tuple[str, ...] = _PER_CONNECTION) ->
 def _http1_record(
     server: Server, records: Path, conn_id: str, path: str, drive: Callable[[RawWebSocket], None]
 ) -> dict[str, Any]:
-    """The record of the same scenario over HTTP/1.1 on the same server (``tests/rawclient.py``)."""
+    """The record of the same scenario over HTTP/1.1 on the same server (``tests/support/rawclient.py``)."""
     with RawWebSocket.connect(server.port, f"{path}{'&' if '?' in path else '?'}id={conn_id}") as ws:
         drive(ws)
     handler, record = _lines(records, conn_id, server)

@@ -563,7 +563,7 @@ HOSTILE_REASONS: list[bytes] = [
 
 @pytest.mark.server
 def test_hostile_reasons_from_real_clients_never_reach_the_logs_raw(tmp_path: Path) -> None:
-    from tests.obsapp import raw_close, read_json_lines, read_text_lines, run_uvicorn, wait_until
+    from tests.support.obsapp import raw_close, read_json_lines, read_text_lines, run_uvicorn, wait_until
 
     payloads = [(4000 + i).to_bytes(2, "big") + reason for i, reason in enumerate(HOSTILE_REASONS)]
     # Invalid UTF-8: the server fails the connection (1007) with a reason of its own.

@@ -18,9 +18,9 @@ from litestar.testing import TestClient
 from asgi_ws_close import CloseContext, ConnectionState, MiddlewareNotInstalled, WebSocketCloseMiddleware
 from asgi_ws_close.litestar import close_middleware
 from asgi_ws_close.testing import capture_closes
-from tests.frameworkapps import emit, litestar_app
-from tests.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
-from tests.frameworkapps.server import Server, run_uvicorn, uvicorn_command
+from tests.support.frameworkapps import emit, litestar_app
+from tests.support.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
+from tests.support.frameworkapps.server import Server, run_uvicorn, uvicorn_command
 
 PATHS = ["/ws", "/listener"]
 
@@ -166,7 +166,7 @@ def test_example_in_process() -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    with run_uvicorn(uvicorn_command("tests.frameworkapps.litestar_app:app")) as server:
+    with run_uvicorn(uvicorn_command("tests.support.frameworkapps.litestar_app:app")) as server:
         yield server
 
 

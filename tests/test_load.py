@@ -1,7 +1,7 @@
 """Load: thousands of concurrent connections on uvicorn, each closing with its own code and
 reason, and memory back to its baseline afterwards.
 
-For each of uvicorn's WebSocket implementations, ``tests.reliabilityapp:app`` serves N
+For each of uvicorn's WebSocket implementations, ``tests.support.reliabilityapp:app`` serves N
 connections opened at once (N = 2,000 with ``ASGI_WS_CLOSE_FULL=1``, 300 in quick mode) by
 asyncio clients (the ``websockets`` client). Connection ``i`` has its own id, code
 ``4000 + i % 1000`` and reason ``conn-<i>``; even connections are closed by the client, odd
@@ -32,7 +32,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.reliabilityapp import (
+from tests.support.reliabilityapp import (
     FULL,
     fetch_json,
     logged_exceptions,
@@ -41,13 +41,13 @@ from tests.reliabilityapp import (
     wait_for_on_close,
     wait_quiescent,
 )
-from tests.servers import read_records, run_server
+from tests.support.servers import read_records, run_server
 
 # Full mode runs longer than the project-wide 120 s per test.
 pytestmark = [pytest.mark.server, *([pytest.mark.timeout(900)] if FULL else [])]
 
 IMPLS = ("websockets", "websockets-sansio", "wsproto")
-APP = "tests.reliabilityapp:app"
+APP = "tests.support.reliabilityapp:app"
 
 CONNECTIONS = 2_000 if FULL else 300
 WARM_UP = 200 if FULL else 50

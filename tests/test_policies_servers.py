@@ -1,12 +1,12 @@
 """Real-server tests of the close policies: uvicorn (three WebSocket implementations) x policy.
 
-Each test drives one real connection to ``tests/policyapp.py`` under uvicorn on 127.0.0.1
+Each test drives one real connection to ``tests/support/policyapp.py`` under uvicorn on 127.0.0.1
 (``--ws websockets``, ``websockets-sansio`` and ``wsproto``), checks what went on the wire
 with a real client (the raw RFC 6455 client for the exact close frame bytes, the
 ``websockets`` client for what a strict client library makes of them), then checks the
 records that the handler and the ``on_close`` hook wrote. One server runs per ws impl, started
 when a test first needs it and shared by the module's tests; it serves every app configuration
-(``tests.policyapp:app`` picks one by the connection's ``?app=``).
+(``tests.support.policyapp:app`` picks one by the connection's ``?app=``).
 
 What uvicorn itself does with invalid closes, app errors and closes before accept is measured
 in ``shared/facts/servers.md`` (S-d..S-g4, differences 7-10); the ``default`` app's tests
@@ -31,8 +31,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close as WireClose
 
 from asgi_ws_close import is_valid_close_code
-from tests.rawclient import OP_CLOSE, Frame, HandshakeRejected, RawWebSocket, close_payload
-from tests.servers import Server, close_fields, read_records, run_server, wait_for_records
+from tests.support.rawclient import OP_CLOSE, Frame, HandshakeRejected, RawWebSocket, close_payload
+from tests.support.servers import Server, close_fields, read_records, run_server, wait_for_records
 
 pytestmark = pytest.mark.server
 
@@ -119,9 +119,9 @@ class Target:
 
 @dataclass
 class ServerPool:
-    """Runs ``tests.policyapp:app --ws <impl>`` once per impl; the stack stops them all.
+    """Runs ``tests.support.policyapp:app --ws <impl>`` once per impl; the stack stops them all.
 
-    ``tests.policyapp:app`` hands each connection to the configuration named in its query,
+    ``tests.support.policyapp:app`` hands each connection to the configuration named in its query,
     so one process per impl serves them all: 3 servers per test process rather than 18.
     """
 
@@ -132,7 +132,7 @@ class ServerPool:
     def get(self, impl: str, app: str) -> Target:
         if impl not in self.servers:
             records = self.tmp.mktemp(f"policy-{impl}") / "records.jsonl"
-            server = self.stack.enter_context(run_server("tests.policyapp:app", impl, records))
+            server = self.stack.enter_context(run_server("tests.support.policyapp:app", impl, records))
             self.servers[impl] = (server, records)
         server, records = self.servers[impl]
         return Target(impl=impl, app=app, server=server, records=records)

@@ -19,9 +19,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from asgi_ws_close import ConnectionState, MiddlewareNotInstalled, WebSocketCloseMiddleware
 from asgi_ws_close.starlette import CloseAwareEndpoint
 from asgi_ws_close.testing import capture_closes
-from tests.frameworkapps import emit, starlette_app
-from tests.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
-from tests.frameworkapps.server import Server, run_uvicorn, uvicorn_command
+from tests.support.frameworkapps import emit, starlette_app
+from tests.support.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
+from tests.support.frameworkapps.server import Server, run_uvicorn, uvicorn_command
 
 ENDPOINTS = ["/endpoint", "/mounted/endpoint"]
 
@@ -186,7 +186,7 @@ def test_example_in_process(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    with run_uvicorn(uvicorn_command("tests.frameworkapps.starlette_app:app")) as server:
+    with run_uvicorn(uvicorn_command("tests.support.frameworkapps.starlette_app:app")) as server:
         yield server
 
 

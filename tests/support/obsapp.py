@@ -1,6 +1,6 @@
 """The app and the client side of the observability real-server tests.
 
-Server side: ``python -m uvicorn --factory tests.obsapp:create_app`` serves a pure ASGI app
+Server side: ``python -m uvicorn --factory tests.support.obsapp:create_app`` serves a pure ASGI app
 wrapped in :class:`WebSocketCloseMiddleware` with the ready logging hook and the Prometheus
 integration, as users wire them, and prometheus-client's own ASGI app at ``/metrics``
 (with a :class:`~prometheus_client.multiprocess.MultiProcessCollector` when
@@ -69,7 +69,7 @@ OBS_DIR_ENV = "ASGI_WS_CLOSE_OBS_DIR"
 #: The app's own close codes, kept as labels of their own by the Prometheus integration.
 KEEP_CODES = frozenset({4001})
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 CLIENT_TIMEOUT = 20.0
@@ -252,7 +252,7 @@ class UvicornProcess:
 def run_uvicorn(
     directory: Path, *, workers: int = 1, multiproc_dir: Path | None = None, ws: str = "auto"
 ) -> Iterator[UvicornProcess]:
-    """Run ``uvicorn --factory tests.obsapp:create_app`` on 127.0.0.1, an OS-chosen port."""
+    """Run ``uvicorn --factory tests.support.obsapp:create_app`` on 127.0.0.1, an OS-chosen port."""
     directory.mkdir(parents=True, exist_ok=True)
     env = {key: value for key, value in os.environ.items() if key.lower() != "prometheus_multiproc_dir"}
     env.update({OBS_DIR_ENV: str(directory), "PYTHONUNBUFFERED": "1"})
@@ -264,7 +264,7 @@ def run_uvicorn(
         "-m",
         "uvicorn",
         "--factory",
-        "tests.obsapp:create_app",
+        "tests.support.obsapp:create_app",
         "--host",
         "127.0.0.1",
         "--port",

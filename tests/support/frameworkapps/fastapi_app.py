@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisc
 
 from asgi_ws_close import WebSocketCloseMiddleware
 from asgi_ws_close.fastapi import CloseContextDep
-from tests.frameworkapps.emit import emit, on_close
+from tests.support.frameworkapps.emit import emit, on_close
 
 __all__ = ["app", "bare", "router", "sub", "tracked"]
 

@@ -4,7 +4,7 @@
 uvicorn, such as an example script with ``PORT=0``), learns the port from uvicorn's "Uvicorn
 running on" line, drains the output in a thread for the whole run, and stops the process by
 its own PID on exit. :meth:`Server.observed` waits, with a deadline, for the lines that the
-apps print with :func:`~tests.frameworkapps.emit.emit`.
+apps print with :func:`~tests.support.frameworkapps.emit.emit`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.frameworkapps.emit import PREFIX
+from tests.support.frameworkapps.emit import PREFIX
 
 __all__ = ["REPO_ROOT", "Server", "run_uvicorn", "uvicorn_command"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 STARTUP_TIMEOUT = 30.0
 WAIT_TIMEOUT = 10.0

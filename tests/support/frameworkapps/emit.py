@@ -13,7 +13,7 @@ from asgi_ws_close import CloseContext
 
 __all__ = ["PREFIX", "collect", "emit", "on_close", "tag_of"]
 
-#: Marks the lines that :class:`~tests.frameworkapps.server.Server` parses.
+#: Marks the lines that :class:`~tests.support.frameworkapps.server.Server` parses.
 PREFIX = "ASGI_WS_CLOSE_OBSERVED "
 
 # In-process tests collect the lines instead (see collect()).

@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_ws_close import WebSocketCloseMiddleware, get_close_context
 from asgi_ws_close.starlette import CloseAwareEndpoint
-from tests.frameworkapps.emit import emit, on_close
+from tests.support.frameworkapps.emit import emit, on_close
 
 __all__ = ["Endpoint", "app", "routes"]
 

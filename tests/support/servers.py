@@ -26,10 +26,10 @@ A row that needs a server launched differently names a **profile** (:data:`PROFI
 server has one) and ``trace`` (uvicorn at ``--log-level trace``); each :class:`ServerSpec`
 maps a profile to the options it appends, and a server without such an option runs as usual.
 :data:`SPEC25_SERVERS` are uvicorn patched to announce ASGI spec 2.5
-(``tests/uvicorn_spec25.py``): :func:`run_server` runs them, the matrix (:data:`SERVERS`)
+(``tests/support/uvicorn_spec25.py``): :func:`run_server` runs them, the matrix (:data:`SERVERS`)
 does not list them.
 
-:func:`wait_for_records` polls the JSONL file written by ``tests/serverapp.py``.
+:func:`wait_for_records` polls the JSONL file written by ``tests/support/serverapp.py``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from tests.serverapp import RECORDS_ENV
+from tests.support.serverapp import RECORDS_ENV
 
 __all__ = [
     "PROFILES",
@@ -66,7 +66,7 @@ __all__ = [
     "wait_for_records",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -218,7 +218,7 @@ SERVERS: dict[str, ServerSpec] = {
 # uvicorn's --ws names, accepted by run_server for the uvicorn-only tests.
 _UVICORN_IMPLS = ("websockets", "websockets-sansio", "wsproto")
 
-#: uvicorn patched to announce ASGI spec 2.5 (``tests/uvicorn_spec25.py``), one per ``--ws``
+#: uvicorn patched to announce ASGI spec 2.5 (``tests/support/uvicorn_spec25.py``), one per ``--ws``
 #: implementation, named ``uvicorn-<impl>-spec25``. Not matrix columns: run_server accepts
 #: these names, :data:`SERVERS` (the matrix) does not list them.
 SPEC25_SERVERS: dict[str, ServerSpec] = {
@@ -227,7 +227,7 @@ SPEC25_SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             f"uvicorn-{impl}-spec25",
             "uvicorn",
-            _uvicorn(impl, module="tests.uvicorn_spec25"),
+            _uvicorn(impl, module="tests.support.uvicorn_spec25"),
             _UVICORN_RUNNING,
             SERVERS[f"uvicorn-{impl}"].parts,
             _UVICORN_PROFILES,

@@ -1,9 +1,9 @@
 """The apps and the client-side helpers of the reliability tier (faults, load, hostile input).
 
-Server side: uvicorn loads ``tests.reliabilityapp:app`` or ``tests.reliabilityapp:hostile_app``.
+Server side: uvicorn loads ``tests.support.reliabilityapp:app`` or ``tests.support.reliabilityapp:hostile_app``.
 Both are pure ASGI routers (no framework, so that every message is the test's own) wrapped in
 :class:`WebSocketCloseMiddleware` with :func:`on_close`, which appends one JSON line per
-connection to the file named by ``ASGI_WS_CLOSE_RECORDS`` (``tests/servers.py`` sets it)::
+connection to the file named by ``ASGI_WS_CLOSE_RECORDS`` (``tests/support/servers.py`` sets it)::
 
     {"id": ..., "source": "on_close", "record": CloseContext.to_dict(), "current": true,
      "scoped": true, "pid": ...}
@@ -73,7 +73,7 @@ from asgi_ws_close import (
     get_close_context,
 )
 from asgi_ws_close._types import ASGIApp, Message, Receive, Scope, Send
-from tests.serverapp import RECORDS_ENV
+from tests.support.serverapp import RECORDS_ENV
 
 __all__ = [
     "FIGURES_ENV",

@@ -55,7 +55,7 @@ __all__ = [
     "run_demo",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Debian's Chromium (``apt-get install chromium``): Playwright's own download is not possible here.
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

@@ -16,7 +16,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from asgi_ws_close import CloseContext, get_close_context
 from asgi_ws_close.litestar import close_middleware, provide_close_context
-from tests.frameworkapps.emit import emit, on_close
+from tests.support.frameworkapps.emit import emit, on_close
 
 __all__ = ["app", "bare", "handler", "listener"]
 
