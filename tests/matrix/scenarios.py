@@ -538,7 +538,7 @@ def run_connection_scenario(server: Server, records: Path, scenario: Scenario) -
     conn_id, path = _path(scenario)
     conn = Connection(server, records, conn_id, path)
     wire = scenario.drive(conn)
-    where = f"{scenario.name} on {server.description}"
+    where = f"{scenario.name} on {server.name}"
     found, running = conn.wait_for_end()
     if not running:
         # The server process died: nothing more will be written, by the app or its hook.
