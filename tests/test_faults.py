@@ -224,44 +224,32 @@ def test_app_raises_after_accept(target: Target) -> None:
     )
 
 
-def test_app_raises_inside_a_send(target: Target) -> None:
-    """The app's send path (an await before the message reaches the middleware) raises."""
-    conn_id, path = target.path("/ws/raise-in-send", "raise-in-send")
+@pytest.mark.parametrize(
+    ("route", "error", "counts"),
+    [
+        # The app's send path (an await before the message reaches the middleware) raises.
+        pytest.param("raise-in-send", ("RuntimeError", "boom inside send"), {"messages_sent": 1}, id="app"),
+        # The server's send raises under the middleware's send (OSError, as for a lost client).
+        # The failed send is counted: it was handed to the server. send is wrapped outside the
+        # middleware: the server is detected by the scope, not the callable.
+        pytest.param(
+            "server-send-raises",
+            ("OSError", "server send failed"),
+            {"messages_sent": 2, "server": "uvicorn"},
+            id="server",
+        ),
+    ],
+)
+def test_a_send_raises(target: Target, route: str, error: tuple[str, str], counts: dict[str, Any]) -> None:
+    """A send raises after one echo: the client sees the TCP connection end without a close frame."""
+    conn_id, path = target.path(f"/ws/{route}", route)
     with RawWebSocket.connect(target.server.port, path, timeout=CLIENT_TIMEOUT) as raw:
         raw.send_text("hi")
         assert raw.recv_text() == "hi"
         raw.send_text("explode")
         assert raw.read_ending() == Ending("eof")
     assert fields(target.on_close(conn_id)) == expected(
-        target.impl,
-        initiator="app",
-        code=1006,
-        clean=False,
-        error=("RuntimeError", "boom inside send"),
-        messages_received=2,
-        messages_sent=1,
-    )
-
-
-def test_server_send_raises(target: Target) -> None:
-    """The server's send raises under the middleware's send (OSError, as for a lost client)."""
-    conn_id, path = target.path("/ws/server-send-raises", "server-send-raises")
-    with RawWebSocket.connect(target.server.port, path, timeout=CLIENT_TIMEOUT) as raw:
-        raw.send_text("hi")
-        assert raw.recv_text() == "hi"
-        raw.send_text("explode")
-        assert raw.read_ending() == Ending("eof")
-    assert fields(target.on_close(conn_id)) == expected(
-        target.impl,
-        initiator="app",
-        code=1006,
-        clean=False,
-        error=("OSError", "server send failed"),
-        messages_received=2,
-        # The failed send is counted: it was handed to the server.
-        messages_sent=2,
-        # send is wrapped outside the middleware: detected by the scope, not the callable.
-        server="uvicorn",
+        target.impl, initiator="app", code=1006, clean=False, error=error, messages_received=2, **counts
     )
 
 

@@ -58,6 +58,22 @@ class Driver:
         asyncio.run(app(self.scope, self.receive, self.send))
 
 
+def accepts_then_raises(error: BaseException) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        raise error
+
+    return app
+
+
+def run_reraises(driver: Driver, middleware: ASGIApp, error: BaseException) -> None:
+    """Run ``middleware`` under ``driver``; check that it re-raises the app's ``error`` unchanged."""
+    with pytest.raises(type(error)) as info:
+        driver.run(middleware)
+    assert info.value is error
+
+
 def echo_app_closing(code: int, reason: str) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()  # connect
@@ -340,16 +356,8 @@ def test_rejected_handshakes_get_on_close_too() -> None:
 def test_app_errors_are_recorded_and_reraised_unchanged() -> None:
     error = RuntimeError("boom")
     hooks = Hooks()
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        raise error
-
     driver = Driver([{"type": "websocket.connect"}])
-    with pytest.raises(RuntimeError) as info:
-        driver.run(WebSocketCloseMiddleware(app, on_close=hooks))
-    assert info.value is error
+    run_reraises(driver, WebSocketCloseMiddleware(accepts_then_raises(error), on_close=hooks), error)
     ((context, _),) = hooks.calls
     assert context.error is error
     assert context.clean is False
@@ -836,16 +844,8 @@ def test_policies_do_not_touch_a_close_before_accept() -> None:
 
 def test_close_on_error_sends_1011_then_reraises() -> None:
     error = RuntimeError("boom")
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        raise error
-
     driver = Driver([{"type": "websocket.connect"}])
-    with pytest.raises(RuntimeError) as info:
-        driver.run(WebSocketCloseMiddleware(app, close_on_error=True))
-    assert info.value is error
+    run_reraises(driver, WebSocketCloseMiddleware(accepts_then_raises(error), close_on_error=True), error)
     assert driver.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": ""}
     context = get_close_context(driver.scope)
     assert (context.state, context.initiator, context.code, context.clean) == (
@@ -877,11 +877,7 @@ def test_close_on_error_does_nothing_when_already_closed_or_not_accepted() -> No
 
 def test_close_on_error_survives_a_server_that_refuses_the_close() -> None:
     error = RuntimeError("boom")
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        raise error
+    app = accepts_then_raises(error)
 
     async def refusing_send(message: Message) -> None:
         if message["type"] == "websocket.close":
