@@ -27,7 +27,6 @@ granian 2.8.9; zttp 0.0.35 for uvicorn's HTTP/2):
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from tests.support.h2client import (
     ServerClose,
     server_settings,
 )
+from tests.support.process import UVICORN_PORT_LINE
 from tests.support.rawclient import RawWebSocket, close_payload
 from tests.support.servers import CLOSE_FIELDS, SERVERS, Server, ServerSpec, read_records, run_server, wait_for_records
 
@@ -253,7 +253,6 @@ def test_hypercorn_app_closes(hypercorn: tuple[Server, Path]) -> None:
 
 # The other servers: no WebSockets over HTTP/2 cleartext.
 
-_UVICORN_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 _ZTTP = importlib.util.find_spec("zttp") is not None
 _NEEDS_ZTTP = pytest.mark.skipif(
     not _ZTTP, reason="uvicorn's HTTP/2 needs the zttp package from PyPI (no uvicorn extra has it)"
@@ -264,38 +263,17 @@ def _uvicorn(*flags: str) -> ServerSpec:
     def command(app_ref: str, port: int) -> list[str]:
         return ["uvicorn", app_ref, "--host", "127.0.0.1", "--port", str(port), *flags, "--log-level", "info"]
 
-    return ServerSpec("uvicorn", "uvicorn", command, _UVICORN_RUNNING)
-
-
-def _granian(*flags: str) -> ServerSpec:
-    def command(app_ref: str, port: int) -> list[str]:
-        return [
-            "granian",
-            "--interface",
-            "asgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            *flags,
-            "--log-level",
-            "info",
-            app_ref,
-        ]
-
-    return ServerSpec("granian", "granian", command, None)
+    return ServerSpec("uvicorn", "uvicorn", command, UVICORN_PORT_LINE)
 
 
 @pytest.fixture
 def run_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    """Run a server from a :class:`ServerSpec` of this module (registered for the test only)."""
+    """Run a server from a :class:`ServerSpec` (registered for the test only), with ``flags``."""
 
-    def run(spec: ServerSpec) -> Any:
+    def run(spec: ServerSpec, *flags: str) -> Any:
         name = f"http2-test-{spec.name}"
         monkeypatch.setitem(SERVERS, name, spec)
-        return run_server(APP, name, tmp_path / "records.jsonl")
+        return run_server(APP, name, tmp_path / "records.jsonl", extra_args=flags)
 
     yield run
 
@@ -343,7 +321,7 @@ def test_granian_h2c_without_extended_connect(
 ) -> None:
     """granian speaks h2c (``--http auto``, its default, or ``--http 2``) without announcing
     ENABLE_CONNECT_PROTOCOL, and resets an extended CONNECT sent anyway."""
-    with run_spec(_granian(*flags)) as server:
+    with run_spec(SERVERS["granian"], *flags) as server:
         with pytest.raises(ExtendedConnectNotSupported) as refused:
             H2WebSocket.connect(server.port, "/ws/echo?id=granian")
         assert not isinstance(refused.value, H2cNotSupported)
