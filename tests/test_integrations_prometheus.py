@@ -55,24 +55,13 @@ from asgi_ws_close.integrations.prometheus import (
     exposition_registry,
     mark_dead_workers,
 )
+from tests.support.asgi import OUTCOMES
 
 CLOSES = "websocket_server_closes_total"
 DURATION = "websocket_server_connection_duration_seconds"
 ACTIVE = "websocket_server_active_connections"
 
 #: Every value the ``outcome`` label may take: the eight outcomes, and "unknown".
-OUTCOMES = frozenset(
-    {
-        "client_closed",
-        "app_closed",
-        "rejected",
-        "app_error",
-        "dropped",
-        "server_timeout",
-        "server_shutdown",
-        "server_error",
-    }
-)
 OUTCOME_LABELS = OUTCOMES | {"unknown"}
 
 
