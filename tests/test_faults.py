@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.support.rawclient import OP_TEXT, Ending, HandshakeRejected, RawWebSocket
 from tests.support.reliabilityapp import logged_exceptions, on_close_lines, wait_for_on_close
-from tests.support.servers import Server, close_fields, read_records, run_server
+from tests.support.servers import Server, close_fields, read_records, record_fields, run_server
 
 pytestmark = pytest.mark.server
 
@@ -61,37 +61,34 @@ _serial = itertools.count()
 def expected(
     impl: str,
     *,
-    state: str = "CLOSED",
     initiator: str | None,
     code: int,
-    reason: str = "",
     clean: bool,
-    received: dict[str, Any] | None = None,
-    received_then_sent: bool | None = None,
     error: tuple[str, str] | None = None,
-    http_status: int | None = None,
-    messages_received: int = 0,
-    messages_sent: int = 0,
     server: str | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    return {
-        "state": state,
-        "initiator": initiator,
-        "code": code,
-        "reason": reason,
-        "clean": clean,
-        "received": received,
-        "sent": None,
-        "received_then_sent": received_then_sent,
-        "requested": None,
-        "sends_after_close": 0,
-        "error": None if error is None else {"type": error[0], "message": error[1]},
-        "http_status": http_status,
-        "messages_received": messages_received,
-        "messages_sent": messages_sent,
-        "server": f"uvicorn-{impl}" if server is None else server,
-        "unknown": [],
-    }
+    """A record's close fields under uvicorn ``impl``: the app counts messages (0 unless given)."""
+    return record_fields(
+        initiator=initiator,
+        code=code,
+        clean=clean,
+        error=None if error is None else {"type": error[0], "message": error[1]},
+        server=f"uvicorn-{impl}" if server is None else server,
+        **{"messages_received": 0, "messages_sent": 0, **fields},
+    )
+
+
+#: An echo connection that the server shut down: its disconnect 1012, after one echo.
+SHUTDOWN_1012: dict[str, Any] = {
+    "initiator": "server",
+    "code": 1012,
+    "clean": True,
+    "received": {"code": 1012, "reason": ""},
+    "received_then_sent": False,
+    "messages_received": 1,
+    "messages_sent": 1,
+}
 
 
 def fields(line: dict[str, Any]) -> dict[str, Any]:
@@ -367,16 +364,7 @@ def test_shutdown_timeout_cancels_a_stalled_handler(cancelled_at_shutdown: Cance
     got = case.record
     assert (got["state"], got["initiator"], got["code"], got["clean"]) == ("CLOSED", "server", None, None)
     # The connection that did receive its disconnect: 1012 from the server, clean.
-    assert case.echo == expected(
-        case.impl,
-        initiator="server",
-        code=1012,
-        clean=True,
-        received={"code": 1012, "reason": ""},
-        received_then_sent=False,
-        messages_received=1,
-        messages_sent=1,
-    )
+    assert case.echo == expected(case.impl, **SHUTDOWN_1012)
 
 
 def test_shutdown_timeout_cancellation_does_not_guess_the_code(
@@ -431,16 +419,7 @@ def test_shutdown_with_many_connections_open(impl: str, sig: signal.Signals, tmp
 
     assert Counter(closes) == Counter({(1012, ""): SHUTDOWN_CONNECTIONS}), log
     lines = check_exactly_one_record_each(records, ids)
-    want = expected(
-        impl,
-        initiator="server",
-        code=1012,
-        clean=True,
-        received={"code": 1012, "reason": ""},
-        received_then_sent=False,
-        messages_received=1,
-        messages_sent=1,
-    )
+    want = expected(impl, **SHUTDOWN_1012)
     wrong = {conn_id: fields(line) for conn_id, line in lines.items() if fields(line) != want}
     assert wrong == {}, log
     handlers = [line for line in read_records(records) if line["source"] == "handler"]

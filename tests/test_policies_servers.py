@@ -32,7 +32,7 @@ from websockets.frames import Close as WireClose
 
 from asgi_ws_close import is_valid_close_code
 from tests.support.rawclient import OP_CLOSE, Frame, HandshakeRejected, RawWebSocket, close_payload
-from tests.support.servers import Server, close_fields, read_records, run_server, wait_for_records
+from tests.support.servers import Server, close_fields, read_records, record_fields, run_server, wait_for_records
 
 pytestmark = pytest.mark.server
 
@@ -166,39 +166,25 @@ def close(code: int, reason: str = "") -> dict[str, Any]:
 def expected(
     impl: str,
     *,
-    state: str = "CLOSED",
     initiator: str | None = "app",
     code: int | None,
-    reason: str = "",
     clean: bool | None,
     sent: dict[str, Any] | None = None,
     requested: dict[str, Any] | None = None,
-    received_then_sent: bool | None = None,
-    sends_after_close: int = 0,
-    error: dict[str, str] | None = None,
-    http_status: int | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """A record's close fields; ``requested`` defaults to ``sent`` (no repair)."""
-    return {
-        "state": state,
-        "initiator": initiator,
-        "code": code,
-        "reason": reason,
-        "clean": clean,
-        # The client never closes first in these scenarios.
-        "received": None,
-        "sent": sent,
-        "requested": sent if requested is None else requested,
-        "received_then_sent": received_then_sent,
-        "sends_after_close": sends_after_close,
-        "error": error,
-        "http_status": http_status,
-        # The policy app counts no messages (the default).
-        "messages_received": None,
-        "messages_sent": None,
-        "server": SERVER_NAMES[impl],
-        "unknown": [],
-    }
+    """A record's close fields; ``requested`` defaults to ``sent`` (no repair). The client never
+    closes first in these scenarios (``received`` is None), and the policy app counts no
+    messages (None, the default)."""
+    return record_fields(
+        initiator=initiator,
+        code=code,
+        clean=clean,
+        sent=sent,
+        requested=sent if requested is None else requested,
+        server=SERVER_NAMES[impl],
+        **fields,
+    )
 
 
 def fields(line: dict[str, Any]) -> dict[str, Any]:

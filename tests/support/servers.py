@@ -66,6 +66,7 @@ __all__ = [
     "run_server",
     "server_spec",
     "server_versions",
+    "record_fields",
     "wait_for_records",
 ]
 
@@ -295,6 +296,36 @@ CLOSE_FIELDS = (
     "server",
     "unknown",
 )
+
+
+#: What a record's :data:`CLOSE_FIELDS` hold when nothing set them.
+_UNSET_FIELDS: dict[str, Any] = {
+    "state": "CLOSED",
+    "initiator": None,
+    "code": None,
+    "reason": "",
+    "clean": None,
+    "received": None,
+    "sent": None,
+    "requested": None,
+    "received_then_sent": None,
+    "sends_after_close": 0,
+    "error": None,
+    "http_status": None,
+    "messages_received": None,
+    "messages_sent": None,
+    "server": None,
+    "unknown": [],
+}
+
+
+def record_fields(**fields: Any) -> dict[str, Any]:
+    """An expected record's :data:`CLOSE_FIELDS`: ``fields``, and what nothing set for the rest
+    (state ``CLOSED``, reason ``""``, no sends after the close, nothing unknown, else ``None``)."""
+    unknown = set(fields) - set(CLOSE_FIELDS)
+    if unknown:
+        raise TypeError(f"not close fields: {sorted(unknown)}")
+    return {**_UNSET_FIELDS, **fields}
 
 
 def close_fields(record: dict[str, Any]) -> dict[str, Any]:
