@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import uvicorn
 
-from tests.browser_support import (
+from tests.support.browser_support import (
     REPO_ROOT,
     Chromium,
     DemoPage,

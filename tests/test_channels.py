@@ -4,15 +4,14 @@ and after, through Channels' scope copies; under WebsocketCommunicator and under
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 # Imported first: it points DJANGO_SETTINGS_MODULE at the tests' minimal settings module.
-from tests.frameworkapps import channels_app, emit  # isort: skip
+from tests.support.frameworkapps import channels_app, emit  # isort: skip
 
 from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
@@ -20,8 +19,7 @@ from django.urls import path
 
 from asgi_ws_close import CloseContext, ConnectionState, WebSocketCloseMiddleware
 from asgi_ws_close.testing import CloseCapture
-from tests.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
-from tests.frameworkapps.server import Server, run_uvicorn, uvicorn_command
+from tests.support.frameworkapps.clients import assert_closed
 
 _imported = set(sys.modules)
 from channels.testing import WebsocketCommunicator  # noqa: E402
@@ -154,48 +152,3 @@ def test_example_in_process(caplog: pytest.LogCaptureFixture) -> None:
 
     drive(example.application, "/ws/echo/", conversation)
     assert "consumer saw: closed by client: 4001 (private use), clean" in caplog.text
-
-
-# --- under uvicorn ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with run_uvicorn(uvicorn_command("tests.frameworkapps.channels_app:application")) as server:
-        yield server
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("path", CONSUMERS)
-def test_server_client_close(server: Server, path: str) -> None:
-    tag = f"client-close{path}"
-    client_closes(server, path, tag)
-    assert server.observed(tag, "handler")["close_code"] == 4001
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed(tag, source)["record"], initiator="client", code=4001, reason="bye", clean=True)
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("path", CONSUMERS)
-def test_server_app_close(server: Server, path: str) -> None:
-    tag = f"app-close{path}"
-    assert app_closes(server, path, tag) == (4003, "nope")
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed(tag, source)["record"], initiator="app", code=4003, reason="nope", clean=True)
-
-
-@pytest.mark.server
-def test_server_transport_lost(server: Server) -> None:
-    client_drops(server, "/ws/async/", "drop")
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed("drop", source)["record"], initiator=None, code=1006, reason="", clean=False)
-
-
-@pytest.mark.server
-def test_example_runs_under_uvicorn() -> None:
-    with run_uvicorn([sys.executable, "examples/frameworks/channels_app.py"], env={"PORT": "0"}) as example:
-        client_closes(example, "/ws/echo/", "example")
-        line = example.wait_for_log("closed /ws/echo/ ")
-        assert "consumer saw: closed by client: 4001 (private use) bye, clean" in example.log()
-    record = json.loads(line.split("closed /ws/echo/ ", 1)[1])
-    assert_closed(record, initiator="client", code=4001, reason="bye", clean=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -27,9 +26,9 @@ from asgi_ws_close import (
 )
 from asgi_ws_close.fastapi import CloseContextDep, close_context
 from asgi_ws_close.testing import capture_closes
-from tests.frameworkapps import emit, fastapi_app
-from tests.frameworkapps.clients import TIMEOUT, app_closes, assert_closed, client_closes, client_drops
-from tests.frameworkapps.server import Server, run_uvicorn, uvicorn_command
+from tests.support.frameworkapps import emit, fastapi_app
+from tests.support.frameworkapps.clients import TIMEOUT, assert_closed
+from tests.support.frameworkapps.server import Server
 
 # path -> what the handler adds to its line (the other dependency, the mount's root_path)
 ROUTES = {
@@ -188,46 +187,13 @@ def test_example_in_process() -> None:
         assert (closes.last.initiator, closes.last.code, closes.last.reason) == ("client", 4001, "bye")
 
 
-# --- under uvicorn ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with run_uvicorn(uvicorn_command("tests.frameworkapps.fastapi_app:app")) as server:
-        yield server
+# --- under uvicorn (the rows every framework shares: tests/test_frameworks_uvicorn.py) ----
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("path", ROUTES)
-def test_server_client_close(server: Server, path: str) -> None:
-    tag = f"client-close{path}"
-    client_closes(server, path, tag)
-    for source in ("handler", "on_close"):
-        line = server.observed(tag, source)
-        assert_closed(line["record"], initiator="client", code=4001, reason="bye", clean=True)
-    handler = server.observed(tag, "handler")
-    assert {key: handler[key] for key in ROUTES[path]} == ROUTES[path]
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("path", ROUTES)
-def test_server_app_close(server: Server, path: str) -> None:
-    tag = f"app-close{path}"
-    assert app_closes(server, path, tag) == (4003, "nope")
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed(tag, source)["record"], initiator="app", code=4003, reason="nope", clean=True)
-
-
-@pytest.mark.server
-def test_server_transport_lost(server: Server) -> None:
-    # What no in-process client can produce: the TCP connection ends without a close frame.
-    client_drops(server, "/ws", "drop")
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed("drop", source)["record"], initiator=None, code=1006, reason="", clean=False)
-
-
-@pytest.mark.server
-def test_server_without_the_middleware(server: Server) -> None:
+@pytest.mark.parametrize("framework_server", ["fastapi"], indirect=True)
+def test_server_without_the_middleware(framework_server: Server) -> None:
+    server = framework_server
     with pytest.raises(InvalidStatus) as refused:
         connect(server.url("/bare/ws"), open_timeout=TIMEOUT, close_timeout=TIMEOUT)
     assert refused.value.response.status_code == 500
@@ -235,13 +201,3 @@ def test_server_without_the_middleware(server: Server) -> None:
     line = server.wait_for_log("MiddlewareNotInstalled: No close context")
     assert "app.add_middleware(WebSocketCloseMiddleware)" in line
     assert "'/bare/ws'" in line
-
-
-@pytest.mark.server
-def test_example_runs_under_uvicorn() -> None:
-    with run_uvicorn([sys.executable, "examples/frameworks/fastapi_dep.py"], env={"PORT": "0"}) as example:
-        client_closes(example, "/ws?token=secret", "example")
-        line = example.wait_for_log("closed /ws ")
-        assert "handler saw: closed by client: 4001 (private use) bye, clean" in example.log()
-    record = json.loads(line.split("closed /ws ", 1)[1])
-    assert_closed(record, initiator="client", code=4001, reason="bye", clean=True)

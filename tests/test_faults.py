@@ -1,6 +1,6 @@
 """Faults on real servers: every connection gets exactly one close record, and the right one.
 
-uvicorn runs ``tests.reliabilityapp:app`` with each of its WebSocket implementations (``--ws
+uvicorn runs ``tests.support.reliabilityapp:app`` with each of its WebSocket implementations (``--ws
 websockets``, ``websockets-sansio``, ``wsproto``) on 127.0.0.1. The faults: a client that
 aborts in the middle of a message (a first fragment, or half a frame, then RST or FIN); the
 app raising before accept, after accept and inside a send; the server's send raising; the app
@@ -28,14 +28,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.rawclient import OP_TEXT, Ending, HandshakeRejected, RawWebSocket
-from tests.reliabilityapp import logged_exceptions, on_close_lines, wait_for_on_close
-from tests.servers import Server, close_fields, read_records, run_server
+from tests.support.rawclient import OP_TEXT, Ending, HandshakeRejected, RawWebSocket
+from tests.support.reliabilityapp import logged_exceptions, on_close_lines, wait_for_on_close
+from tests.support.servers import Server, close_fields, read_records, record_fields, run_server
 
 pytestmark = pytest.mark.server
 
 IMPLS = ("websockets", "websockets-sansio", "wsproto")
-APP = "tests.reliabilityapp:app"
+APP = "tests.support.reliabilityapp:app"
 
 CLIENT_TIMEOUT = 10.0
 RECORD_TIMEOUT = 15.0
@@ -61,37 +61,34 @@ _serial = itertools.count()
 def expected(
     impl: str,
     *,
-    state: str = "CLOSED",
     initiator: str | None,
     code: int,
-    reason: str = "",
     clean: bool,
-    received: dict[str, Any] | None = None,
-    received_then_sent: bool | None = None,
     error: tuple[str, str] | None = None,
-    http_status: int | None = None,
-    messages_received: int = 0,
-    messages_sent: int = 0,
     server: str | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    return {
-        "state": state,
-        "initiator": initiator,
-        "code": code,
-        "reason": reason,
-        "clean": clean,
-        "received": received,
-        "sent": None,
-        "received_then_sent": received_then_sent,
-        "requested": None,
-        "sends_after_close": 0,
-        "error": None if error is None else {"type": error[0], "message": error[1]},
-        "http_status": http_status,
-        "messages_received": messages_received,
-        "messages_sent": messages_sent,
-        "server": f"uvicorn-{impl}" if server is None else server,
-        "unknown": [],
-    }
+    """A record's close fields under uvicorn ``impl``: the app counts messages (0 unless given)."""
+    return record_fields(
+        initiator=initiator,
+        code=code,
+        clean=clean,
+        error=None if error is None else {"type": error[0], "message": error[1]},
+        server=f"uvicorn-{impl}" if server is None else server,
+        **{"messages_received": 0, "messages_sent": 0, **fields},
+    )
+
+
+#: An echo connection that the server shut down: its disconnect 1012, after one echo.
+SHUTDOWN_1012: dict[str, Any] = {
+    "initiator": "server",
+    "code": 1012,
+    "clean": True,
+    "received": {"code": 1012, "reason": ""},
+    "received_then_sent": False,
+    "messages_received": 1,
+    "messages_sent": 1,
+}
 
 
 def fields(line: dict[str, Any]) -> dict[str, Any]:
@@ -224,44 +221,27 @@ def test_app_raises_after_accept(target: Target) -> None:
     )
 
 
-def test_app_raises_inside_a_send(target: Target) -> None:
-    """The app's send path (an await before the message reaches the middleware) raises."""
-    conn_id, path = target.path("/ws/raise-in-send", "raise-in-send")
+@pytest.mark.parametrize(
+    ("route", "error", "counts"),
+    [
+        # The app's send path (an await before the message reaches the middleware) raises.
+        pytest.param("raise-in-send", ("RuntimeError", "boom inside send"), {"messages_sent": 1}, id="app"),
+        # The server's send raises under the middleware's send (OSError, as for a lost client).
+        # The failed send is counted: it was handed to the server. send is wrapped outside the
+        # middleware: the server's callable is found through the wrapper (server=None: the impl).
+        pytest.param("server-send-raises", ("OSError", "server send failed"), {"messages_sent": 2}, id="server"),
+    ],
+)
+def test_a_send_raises(target: Target, route: str, error: tuple[str, str], counts: dict[str, Any]) -> None:
+    """A send raises after one echo: the client sees the TCP connection end without a close frame."""
+    conn_id, path = target.path(f"/ws/{route}", route)
     with RawWebSocket.connect(target.server.port, path, timeout=CLIENT_TIMEOUT) as raw:
         raw.send_text("hi")
         assert raw.recv_text() == "hi"
         raw.send_text("explode")
         assert raw.read_ending() == Ending("eof")
     assert fields(target.on_close(conn_id)) == expected(
-        target.impl,
-        initiator="app",
-        code=1006,
-        clean=False,
-        error=("RuntimeError", "boom inside send"),
-        messages_received=2,
-        messages_sent=1,
-    )
-
-
-def test_server_send_raises(target: Target) -> None:
-    """The server's send raises under the middleware's send (OSError, as for a lost client)."""
-    conn_id, path = target.path("/ws/server-send-raises", "server-send-raises")
-    with RawWebSocket.connect(target.server.port, path, timeout=CLIENT_TIMEOUT) as raw:
-        raw.send_text("hi")
-        assert raw.recv_text() == "hi"
-        raw.send_text("explode")
-        assert raw.read_ending() == Ending("eof")
-    assert fields(target.on_close(conn_id)) == expected(
-        target.impl,
-        initiator="app",
-        code=1006,
-        clean=False,
-        error=("OSError", "server send failed"),
-        messages_received=2,
-        # The failed send is counted: it was handed to the server.
-        messages_sent=2,
-        # send is wrapped outside the middleware: the server's callable is found through the wrapper.
-        server=f"uvicorn-{target.impl}",
+        target.impl, initiator="app", code=1006, clean=False, error=error, messages_received=2, **counts
     )
 
 
@@ -380,18 +360,11 @@ def test_shutdown_timeout_cancels_a_stalled_handler(cancelled_at_shutdown: Cance
     1012 that the server's connection object shows it sent, clean (it is an orderly restart)."""
     case = cancelled_at_shutdown
     assert case.ending == Ending("close", struct.pack("!H", 1012)), "the client gets 1012 at once"
-    shutdown = {
-        "initiator": "server",
-        "code": 1012,
-        "clean": True,
-        "received": {"code": 1012, "reason": ""},
-        "received_then_sent": False,
-    }
-    # The cancelled handler ("ready" sent, never a receive after accept).
-    assert case.record == expected(case.impl, **shutdown, messages_received=0, messages_sent=1)
+    # The cancelled handler ("ready" sent, never a receive after accept): the same 1012.
+    assert case.record == expected(case.impl, **{**SHUTDOWN_1012, "messages_received": 0})
     assert case.unknown == []
-    # The connection that did receive its disconnect: the same record.
-    assert case.echo == expected(case.impl, **shutdown, messages_received=1, messages_sent=1)
+    # The connection that did receive its disconnect: 1012 from the server, clean.
+    assert case.echo == expected(case.impl, **SHUTDOWN_1012)
 
 
 # Shutdown with many connections open.
@@ -436,16 +409,7 @@ def test_shutdown_with_many_connections_open(impl: str, sig: signal.Signals, tmp
 
     assert Counter(closes) == Counter({(1012, ""): SHUTDOWN_CONNECTIONS}), log
     lines = check_exactly_one_record_each(records, ids)
-    want = expected(
-        impl,
-        initiator="server",
-        code=1012,
-        clean=True,
-        received={"code": 1012, "reason": ""},
-        received_then_sent=False,
-        messages_received=1,
-        messages_sent=1,
-    )
+    want = expected(impl, **SHUTDOWN_1012)
     wrong = {conn_id: fields(line) for conn_id, line in lines.items() if fields(line) != want}
     assert wrong == {}, log
     handlers = [line for line in read_records(records) if line["source"] == "handler"]

@@ -2,10 +2,10 @@
 record is right, and nothing raw reaches the logs or the metrics.
 
 uvicorn (``--ws websockets``, ``websockets-sansio``, ``wsproto``) serves
-``tests.reliabilityapp:hostile_app``: the middleware with the recording hook, the library's
+``tests.support.reliabilityapp:hostile_app``: the middleware with the recording hook, the library's
 ready logging hook (``asgi_ws_close.integrations.logging.log_close``) writing to a file
 through a formatter that prints every field as it is, and (with prometheus-client installed)
-the Prometheus integration. Raw RFC 6455 clients (``tests/rawclient.py``) send close frames
+the Prometheus integration. Raw RFC 6455 clients (``tests/support/rawclient.py``) send close frames
 whose reasons hold newlines, CR LF with a forged log line, ANSI escapes, NUL, C1 controls,
 bidi overrides, 123-byte multibyte text, invalid UTF-8 and 124 bytes; and 10,000 distinct
 close codes (300 in quick mode), valid and invalid, each with a hostile reason.
@@ -35,8 +35,8 @@ from wsproto.frame_protocol import FrameProtocol, ParseFailed
 
 from asgi_ws_close import Outcome
 from asgi_ws_close.integrations import CODE_LABELS, sanitize_reason
-from tests.rawclient import OP_CLOSE, Ending, RawWebSocket, close_payload
-from tests.reliabilityapp import (
+from tests.support.rawclient import OP_CLOSE, Ending, RawWebSocket, close_payload
+from tests.support.reliabilityapp import (
     FULL,
     LOG_ENV,
     fetch_text,
@@ -46,13 +46,13 @@ from tests.reliabilityapp import (
     wait_for_on_close,
     wait_quiescent,
 )
-from tests.servers import Server, read_records, run_server
+from tests.support.servers import Server, read_records, run_server
 
 # Full mode runs longer than the project-wide 120 s per test.
 pytestmark = [pytest.mark.server, *([pytest.mark.timeout(900)] if FULL else [])]
 
 IMPLS = ("websockets", "websockets-sansio", "wsproto")
-APP = "tests.reliabilityapp:hostile_app"
+APP = "tests.support.reliabilityapp:hostile_app"
 
 CLIENT_TIMEOUT = 10.0
 RECORD_TIMEOUT = 120.0

@@ -1,5 +1,5 @@
 """WebSockets over HTTP/2 (RFC 8441 extended CONNECT), cleartext h2c with prior knowledge,
-driven by a real HTTP/2 client (``tests/h2client.py``: h2 + wsproto) against real servers.
+driven by a real HTTP/2 client (``tests/support/h2client.py``: h2 + wsproto) against real servers.
 
 What the servers do, measured here (uvicorn 0.55.0, hypercorn 0.18.0, daphne 4.2.3,
 granian 2.8.9; zttp 0.0.35 for uvicorn's HTTP/2):
@@ -27,15 +27,13 @@ granian 2.8.9; zttp 0.0.35 for uvicorn's HTTP/2):
 from __future__ import annotations
 
 import importlib.util
-import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.h2client import (
+from tests.support.h2client import (
     ConnectRejected,
     ExtendedConnectNotSupported,
     H2cNotSupported,
@@ -43,12 +41,13 @@ from tests.h2client import (
     ServerClose,
     server_settings,
 )
-from tests.rawclient import RawWebSocket, close_payload
-from tests.servers import POLL_INTERVAL, SERVERS, Server, ServerSpec, read_records, run_server, wait_for_records
+from tests.support.process import UVICORN_PORT_LINE
+from tests.support.rawclient import RawWebSocket, close_payload
+from tests.support.servers import CLOSE_FIELDS, SERVERS, Server, ServerSpec, read_records, run_server, wait_for_records
 
 pytestmark = pytest.mark.server
 
-APP = "tests.serverapp:starlette_app"
+APP = "tests.support.serverapp:starlette_app"
 ENABLE_CONNECT_PROTOCOL = 0x8
 PROTOCOL_ERROR = 0x1
 
@@ -86,7 +85,7 @@ def _without(record: dict[str, Any], keys: tuple[str, ...] = _PER_CONNECTION) ->
 def _http1_record(
     server: Server, records: Path, conn_id: str, path: str, drive: Callable[[RawWebSocket], None]
 ) -> dict[str, Any]:
-    """The record of the same scenario over HTTP/1.1 on the same server (``tests/rawclient.py``)."""
+    """The record of the same scenario over HTTP/1.1 on the same server (``tests/support/rawclient.py``)."""
     with RawWebSocket.connect(server.port, f"{path}{'&' if '?' in path else '?'}id={conn_id}") as ws:
         drive(ws)
     handler, record = _lines(records, conn_id, server)
@@ -228,27 +227,8 @@ def test_hypercorn_app_closes(hypercorn: tuple[Server, Path]) -> None:
     handler, record = _lines(records, "h2-app-close", server)
     assert handler["app"] == {"disconnect": {"code": 1000, "type": "websocket.disconnect"}}
     assert record["state"] == "CLOSED"
-    assert {
-        key: record[key]
-        for key in (
-            "outcome",
-            "initiator",
-            "code",
-            "reason",
-            "clean",
-            "received",
-            "sent",
-            "requested",
-            "received_then_sent",
-            "sends_after_close",
-            "error",
-            "http_status",
-            "messages_received",
-            "messages_sent",
-            "server",
-            "unknown",
-        )
-    } == {
+    # Every field that says how it ended (state just above), and the outcome.
+    assert {key: record[key] for key in ("outcome", *CLOSE_FIELDS) if key != "state"} == {
         "outcome": "app_closed",
         "initiator": "app",
         "code": 4003,
@@ -273,7 +253,6 @@ def test_hypercorn_app_closes(hypercorn: tuple[Server, Path]) -> None:
 
 # The other servers: no WebSockets over HTTP/2 cleartext.
 
-_UVICORN_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 _ZTTP = importlib.util.find_spec("zttp") is not None
 _NEEDS_ZTTP = pytest.mark.skipif(
     not _ZTTP, reason="uvicorn's HTTP/2 needs the zttp package from PyPI (no uvicorn extra has it)"
@@ -284,45 +263,17 @@ def _uvicorn(*flags: str) -> ServerSpec:
     def command(app_ref: str, port: int) -> list[str]:
         return ["uvicorn", app_ref, "--host", "127.0.0.1", "--port", str(port), *flags, "--log-level", "info"]
 
-    return ServerSpec("uvicorn", "uvicorn", command, _UVICORN_RUNNING)
-
-
-def _granian(*flags: str) -> ServerSpec:
-    def command(app_ref: str, port: int) -> list[str]:
-        return [
-            "granian",
-            "--interface",
-            "asgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            *flags,
-            "--log-level",
-            "info",
-            app_ref,
-        ]
-
-    return ServerSpec("granian", "granian", command, None)
-
-
-def _wait_for_log(server: Server, text: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in server.log():
-        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s; {server.describe()}"
-        time.sleep(POLL_INTERVAL)
+    return ServerSpec("uvicorn", "uvicorn", command, UVICORN_PORT_LINE)
 
 
 @pytest.fixture
 def run_spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    """Run a server from a :class:`ServerSpec` of this module (registered for the test only)."""
+    """Run a server from a :class:`ServerSpec` (registered for the test only), with ``flags``."""
 
-    def run(spec: ServerSpec) -> Any:
+    def run(spec: ServerSpec, *flags: str) -> Any:
         name = f"http2-test-{spec.name}"
         monkeypatch.setitem(SERVERS, name, spec)
-        return run_server(APP, name, tmp_path / "records.jsonl")
+        return run_server(APP, name, tmp_path / "records.jsonl", extra_args=flags)
 
     yield run
 
@@ -337,8 +288,8 @@ def test_uvicorn_zttp_http2_takes_the_connect_as_http(run_spec: Any, tmp_path: P
         with pytest.raises(ConnectRejected) as rejected:
             H2WebSocket.connect(server.port, "/ws/echo?id=uvicorn-zttp-h2")
         assert rejected.value.status == 404
-        # uvicorn logs the request after the response is on its way: wait (bounded) for the line.
-        _wait_for_log(server, '"CONNECT /ws/echo?id=uvicorn-zttp-h2 HTTP/2" 404')
+        # The access log line may reach the log a moment after the client has its answer.
+        server.wait_for_log('"CONNECT /ws/echo?id=uvicorn-zttp-h2 HTTP/2" 404')
     assert read_records(tmp_path / "records.jsonl") == []
 
 
@@ -371,7 +322,7 @@ def test_granian_h2c_without_extended_connect(
 ) -> None:
     """granian speaks h2c (``--http auto``, its default, or ``--http 2``) without announcing
     ENABLE_CONNECT_PROTOCOL, and resets an extended CONNECT sent anyway."""
-    with run_spec(_granian(*flags)) as server:
+    with run_spec(SERVERS["granian"], *flags) as server:
         with pytest.raises(ExtendedConnectNotSupported) as refused:
             H2WebSocket.connect(server.port, "/ws/echo?id=granian")
         assert not isinstance(refused.value, H2cNotSupported)
@@ -381,5 +332,5 @@ def test_granian_h2c_without_extended_connect(
             H2WebSocket.connect(server.port, "/ws/echo?id=granian", require_extended_connect=False)
         assert (rejected.value.status, rejected.value.reset_code) == (None, PROTOCOL_ERROR)
         if log is not None:
-            _wait_for_log(server, log)
+            server.wait_for_log(log)
     assert read_records(tmp_path / "records.jsonl") == []

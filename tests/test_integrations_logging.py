@@ -28,6 +28,7 @@ from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import Message, Receive, Scope, Send
 from asgi_ws_close.integrations import ELLIPSIS, MAX_REASON_LENGTH, sanitize_reason
 from asgi_ws_close.integrations.logging import EXTRA_KEY, LogCloseHook, close_log_fields, log_close
+from tests.support.asgi import drive, echo
 
 # Sanitising: exact cases.
 
@@ -459,24 +460,7 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 async def _drive(app: Any, inbound: list[Message], path: str = "/ws") -> list[Message]:
-    pending = list(inbound)
-    outbound: list[Message] = []
-
-    async def receive() -> Message:
-        return pending.pop(0)
-
-    async def send(message: Message) -> None:
-        outbound.append(message)
-
-    await app(_scope(path), receive, send)
-    return outbound
-
-
-async def _echo_until_disconnect(scope: Scope, receive: Receive, send: Send) -> None:
-    await receive()
-    await send({"type": "websocket.accept"})
-    while (message := await receive())["type"] != "websocket.disconnect":
-        await send({"type": "websocket.send", "text": message.get("text")})
+    return await drive(app, inbound, _scope(path))
 
 
 def test_log_close_as_one_of_several_hooks(log: pytest.LogCaptureFixture) -> None:
@@ -488,7 +472,7 @@ def test_log_close_as_one_of_several_hooks(log: pytest.LogCaptureFixture) -> Non
     def after(context: CloseContext, scope: Scope) -> None:
         seen.append(context.reason)
 
-    app = WebSocketCloseMiddleware(_echo_until_disconnect, on_close=[failing, log_close, after], count_messages=True)
+    app = WebSocketCloseMiddleware(echo, on_close=[failing, log_close, after], count_messages=True)
     asyncio.run(
         _drive(
             app,
@@ -520,9 +504,9 @@ async def _close_4003(scope: Scope, receive: Receive, send: Send) -> None:
 @pytest.mark.parametrize(
     ("app", "inbound", "outcome"),
     [
-        (_echo_until_disconnect, [{"type": "websocket.disconnect", "code": 1000, "reason": ""}], "client_closed"),
+        (echo, [{"type": "websocket.disconnect", "code": 1000, "reason": ""}], "client_closed"),
         (_close_4003, [{"type": "websocket.disconnect", "code": 4003, "reason": "nope"}], "app_closed"),
-        (_echo_until_disconnect, [{"type": "websocket.disconnect", "code": 1006}], "dropped"),
+        (echo, [{"type": "websocket.disconnect", "code": 1006}], "dropped"),
     ],
     ids=["client_closed", "app_closed", "dropped"],
 )
@@ -564,7 +548,7 @@ HOSTILE_REASONS: list[bytes] = [
 
 @pytest.mark.server
 def test_hostile_reasons_from_real_clients_never_reach_the_logs_raw(tmp_path: Path) -> None:
-    from tests.obsapp import raw_close, read_json_lines, read_text_lines, run_uvicorn, wait_until
+    from tests.support.obsapp import raw_close, read_json_lines, read_text_lines, run_uvicorn, wait_until
 
     payloads = [(4000 + i).to_bytes(2, "big") + reason for i, reason in enumerate(HOSTILE_REASONS)]
     # Invalid UTF-8: the server fails the connection (1007) with a reason of its own.

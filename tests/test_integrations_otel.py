@@ -54,6 +54,7 @@ from asgi_ws_close.integrations.otel import (
     METRIC_DURATION,
     OpenTelemetryCloseInstrumentation,
 )
+from tests.support.asgi import drive, websocket_scope
 
 
 @dataclass
@@ -104,20 +105,9 @@ def _with_span(app: ASGIApp, provider: TracerProvider) -> ASGIApp:
 
 
 async def _drive(app: ASGIApp, inbound: list[Message], *, http_version: str | None = None) -> list[Message]:
-    pending = list(inbound)
-    outbound: list[Message] = []
-
-    async def receive() -> Message:
-        return pending.pop(0)
-
-    async def send(message: Message) -> None:
-        outbound.append(message)
-
-    scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"", "headers": []}
-    if http_version is not None:  # none by default: the scope key is optional in ASGI
-        scope["http_version"] = http_version
-    await app(scope, receive, send)
-    return outbound
+    # No http_version by default: the scope key is optional in ASGI.
+    extra = {} if http_version is None else {"http_version": http_version}
+    return await drive(app, inbound, websocket_scope(**extra))
 
 
 def _endpoint(action: str) -> ASGIApp:

@@ -56,24 +56,13 @@ from asgi_ws_close.integrations.prometheus import (
     exposition_registry,
     mark_dead_workers,
 )
+from tests.support.asgi import OUTCOMES
 
 CLOSES = "websocket_server_closes_total"
 DURATION = "websocket_server_connection_duration_seconds"
 ACTIVE = "websocket_server_active_connections"
 
 #: Every value the ``outcome`` label may take: the eight outcomes, and "unknown".
-OUTCOMES = frozenset(
-    {
-        "client_closed",
-        "app_closed",
-        "rejected",
-        "app_error",
-        "dropped",
-        "server_timeout",
-        "server_shutdown",
-        "server_error",
-    }
-)
 OUTCOME_LABELS = OUTCOMES | {"unknown"}
 
 
@@ -714,7 +703,7 @@ def test_multiprocess_mode_with_two_workers_scraped_over_http(tmp_path: Path) ->
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-    from tests.obsapp import closes_by_labels, raw_close, run_uvicorn, sample_value, scrape, wait_until
+    from tests.support.obsapp import closes_by_labels, raw_close, run_uvicorn, sample_value, scrape, wait_until
 
     multiproc = tmp_path / "prom"
     with run_uvicorn(tmp_path / "obs", workers=2, multiproc_dir=multiproc) as server:
@@ -814,7 +803,7 @@ def _ten_thousand() -> list[tuple[str, bytes, tuple[str, str, str, str], str | N
 @pytest.mark.server
 @pytest.mark.timeout(240)
 def test_ten_thousand_distinct_codes_and_reasons_stay_bounded_and_clean(tmp_path: Path) -> None:
-    from tests.obsapp import (
+    from tests.support.obsapp import (
         closes_by_labels,
         raw_close,
         read_json_lines,

@@ -583,13 +583,12 @@ def test_under_uvicorn_each_error_event_carries_the_connections_record(tmp_path:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    from tests.servers import _RESET_SIGNALS_THEN_EXEC
     from tests.support.prometheus import _PORT_LINES, _launch, _wait
 
     (tmp_path / "sentryapp.py").write_text(SERVED_APP, encoding="utf-8")
     events, records = tmp_path / "events.jsonl", tmp_path / "records.jsonl"
     env = {**os.environ, "SENTRY_EVENTS": str(events), "CLOSE_RECORDS": str(records), "PYTHONUNBUFFERED": "1"}
-    argv = [sys.executable, "-c", _RESET_SIGNALS_THEN_EXEC, "-m", "uvicorn", "sentryapp:app"]
+    argv = [sys.executable, "-m", "uvicorn", "sentryapp:app"]
     argv += ["--app-dir", str(tmp_path), "--host", "127.0.0.1", "--port", "0", "--timeout-graceful-shutdown", "5"]
 
     async def drive(port: int) -> None:

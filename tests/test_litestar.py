@@ -4,9 +4,7 @@ provider read the context; under Litestar's TestClient and under uvicorn."""
 from __future__ import annotations
 
 import importlib
-import json
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,9 +16,8 @@ from litestar.testing import TestClient
 from asgi_ws_close import CloseContext, ConnectionState, MiddlewareNotInstalled, WebSocketCloseMiddleware
 from asgi_ws_close.litestar import close_middleware
 from asgi_ws_close.testing import capture_closes
-from tests.frameworkapps import emit, litestar_app
-from tests.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
-from tests.frameworkapps.server import Server, run_uvicorn, uvicorn_command
+from tests.support.frameworkapps import emit, litestar_app
+from tests.support.frameworkapps.clients import assert_closed
 
 PATHS = ["/ws", "/listener"]
 
@@ -159,46 +156,3 @@ def test_example_in_process() -> None:
         assert ws.receive_text() == "hi"
         ws.close(4001)
     assert (closes.last.initiator, closes.last.code, closes.last.clean) == ("client", 4001, True)
-
-
-# --- under uvicorn ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with run_uvicorn(uvicorn_command("tests.frameworkapps.litestar_app:app")) as server:
-        yield server
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("path", PATHS)
-def test_server_client_close(server: Server, path: str) -> None:
-    tag = f"client-close{path}"
-    client_closes(server, path, tag)
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed(tag, source)["record"], initiator="client", code=4001, reason="bye", clean=True)
-
-
-@pytest.mark.server
-def test_server_app_close(server: Server) -> None:
-    assert app_closes(server, "/ws", "app-close") == (4003, "nope")
-    for source in ("handler", "on_close"):
-        assert_closed(
-            server.observed("app-close", source)["record"], initiator="app", code=4003, reason="nope", clean=True
-        )
-
-
-@pytest.mark.server
-def test_server_transport_lost(server: Server) -> None:
-    client_drops(server, "/listener", "drop")
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed("drop", source)["record"], initiator=None, code=1006, reason="", clean=False)
-
-
-@pytest.mark.server
-def test_example_runs_under_uvicorn() -> None:
-    with run_uvicorn([sys.executable, "examples/frameworks/litestar_app.py"], env={"PORT": "0"}) as example:
-        client_closes(example, "/ws", "example")
-        line = example.wait_for_log("closed /ws ")
-        assert "handler saw: closed by client: 4001 (private use) bye, clean" in example.log()
-    assert_closed(json.loads(line.split("closed /ws ", 1)[1]), initiator="client", code=4001, reason="bye", clean=True)

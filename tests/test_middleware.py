@@ -33,6 +33,7 @@ from asgi_ws_close import (
     get_close_context,
 )
 from asgi_ws_close._types import ASGIApp, Message, Receive, Scope, Send
+from tests.support.asgi import echo_app
 
 # --- a scripted ASGI server, in process -------------------------------------------------
 
@@ -58,19 +59,20 @@ class Driver:
         asyncio.run(app(self.scope, self.receive, self.send))
 
 
-def echo_app_closing(code: int, reason: str) -> ASGIApp:
+def accepts_then_raises(error: BaseException) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()  # connect
+        await receive()
         await send({"type": "websocket.accept"})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            await send({"type": "websocket.send", "text": message.get("text")})
-            if message.get("text") == "close":
-                await send({"type": "websocket.close", "code": code, "reason": reason})
+        raise error
 
     return app
+
+
+def run_reraises(driver: Driver, middleware: ASGIApp, error: BaseException) -> None:
+    """Run ``middleware`` under ``driver``; check that it re-raises the app's ``error`` unchanged."""
+    with pytest.raises(type(error)) as info:
+        driver.run(middleware)
+    assert info.value is error
 
 
 class Hooks:
@@ -96,9 +98,9 @@ def test_every_message_is_forwarded_unchanged_and_in_order() -> None:
     ]
     expected_in = list(incoming)
     bare = Driver(incoming)
-    bare.run(echo_app_closing(4003, "nope"))
+    bare.run(echo_app(4003, "nope"))
     wrapped = Driver(incoming)
-    wrapped.run(WebSocketCloseMiddleware(echo_app_closing(4003, "nope")))
+    wrapped.run(WebSocketCloseMiddleware(echo_app(4003, "nope")))
     assert wrapped.sent == bare.sent
     # Identity, not just equality: the very same dicts travel both ways.
     assert all(a is b for a, b in zip(wrapped.received, expected_in, strict=True))
@@ -145,7 +147,7 @@ def _chatty_driver() -> Driver:
 
 def test_messages_are_not_counted_by_default() -> None:
     driver = _chatty_driver()
-    driver.run(WebSocketCloseMiddleware(echo_app_closing(4003, "nope")))
+    driver.run(WebSocketCloseMiddleware(echo_app(4003, "nope")))
     context = get_close_context(driver.scope)
     assert context.messages_received is None and context.messages_sent is None
     assert context.to_dict()["messages_received"] is None
@@ -154,11 +156,11 @@ def test_messages_are_not_counted_by_default() -> None:
 
 def test_count_messages_counts_data_messages_only() -> None:
     driver = _chatty_driver()
-    driver.run(WebSocketCloseMiddleware(echo_app_closing(4003, "nope"), count_messages=True))
+    driver.run(WebSocketCloseMiddleware(echo_app(4003, "nope"), count_messages=True))
     context = get_close_context(driver.scope)
     # 3 websocket.receive in, 3 websocket.send out; connect, accept, close, disconnect are not data.
     assert (context.messages_received, context.messages_sent) == (3, 3)
-    assert driver.sent == _bare_run(_chatty_driver(), echo_app_closing(4003, "nope"))
+    assert driver.sent == _bare_run(_chatty_driver(), echo_app(4003, "nope"))
 
 
 def _bare_run(driver: Driver, app: ASGIApp) -> list[Message]:
@@ -260,7 +262,7 @@ def test_server_send_errors_propagate_unchanged() -> None:
 def test_on_close_runs_once_after_the_end_with_context_and_scope() -> None:
     hooks = Hooks()
     driver = Driver([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 4001, "reason": "bye"}])
-    driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close=hooks))
+    driver.run(WebSocketCloseMiddleware(echo_app(1000, ""), on_close=hooks))
     assert len(hooks.calls) == 1
     context, scope = hooks.calls[0]
     assert scope is driver.scope
@@ -277,7 +279,7 @@ def test_async_on_close_is_awaited() -> None:
         records.append(context.to_dict())
 
     driver = Driver([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}])
-    driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close=hook))
+    driver.run(WebSocketCloseMiddleware(echo_app(1000, ""), on_close=hook))
     assert [r["code"] for r in records] == [1000]
 
 
@@ -292,7 +294,7 @@ class AsyncCallableHook:
 def test_on_close_may_be_an_object_with_an_async_call() -> None:
     hook = AsyncCallableHook()
     driver = Driver([{"type": "websocket.connect"}])
-    driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close=hook))
+    driver.run(WebSocketCloseMiddleware(echo_app(1000, ""), on_close=hook))
     assert hook.count == 1
 
 
@@ -308,7 +310,7 @@ def test_on_close_errors_are_logged_and_never_reach_the_server(
 
     driver = Driver([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}])
     with caplog.at_level(logging.ERROR, logger="asgi_ws_close"):
-        driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close=async_hook if is_async else sync_hook))
+        driver.run(WebSocketCloseMiddleware(echo_app(1000, ""), on_close=async_hook if is_async else sync_hook))
     assert [r.name for r in caplog.records] == ["asgi_ws_close"]
     assert caplog.records[0].exc_info is not None
     assert "on_close" in caplog.records[0].getMessage()
@@ -316,7 +318,7 @@ def test_on_close_errors_are_logged_and_never_reach_the_server(
 
 def test_on_close_must_be_callable() -> None:
     with pytest.raises(TypeError, match="on_close must be a callable"):
-        WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close="print")  # type: ignore[arg-type]
+        WebSocketCloseMiddleware(echo_app(1000, ""), on_close="print")  # type: ignore[arg-type]
 
 
 def test_rejected_handshakes_get_on_close_too() -> None:
@@ -340,16 +342,8 @@ def test_rejected_handshakes_get_on_close_too() -> None:
 def test_app_errors_are_recorded_and_reraised_unchanged() -> None:
     error = RuntimeError("boom")
     hooks = Hooks()
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        raise error
-
     driver = Driver([{"type": "websocket.connect"}])
-    with pytest.raises(RuntimeError) as info:
-        driver.run(WebSocketCloseMiddleware(app, on_close=hooks))
-    assert info.value is error
+    run_reraises(driver, WebSocketCloseMiddleware(accepts_then_raises(error), on_close=hooks), error)
     ((context, _),) = hooks.calls
     assert context.error is error
     assert context.clean is False
@@ -445,7 +439,7 @@ def test_get_close_context_without_the_middleware_names_the_fix() -> None:
 
 def test_the_context_is_read_only() -> None:
     driver = Driver([{"type": "websocket.connect"}])
-    driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, "")))
+    driver.run(WebSocketCloseMiddleware(echo_app(1000, "")))
     context = get_close_context(driver.scope)
     with pytest.raises(AttributeError):
         context.code = 1000  # type: ignore[misc]
@@ -463,7 +457,7 @@ def test_snapshot_is_frozen_and_to_dict_is_json() -> None:
             {"type": "websocket.disconnect", "code": 4001, "reason": "bye"},
         ]
     )
-    driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, ""), count_messages=True))
+    driver.run(WebSocketCloseMiddleware(echo_app(1000, ""), count_messages=True))
     context = get_close_context(driver.scope)
     snapshot = context.snapshot()
     assert snapshot.code == context.code == 4001
@@ -521,7 +515,7 @@ def test_a_second_instance_reuses_the_first_context_and_both_hooks_run_once() ->
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         contexts.append(get_close_context(scope))
-        await echo_app_closing(1000, "")(scope, receive, send)
+        await echo_app(1000, "")(scope, receive, send)
 
     inner = WebSocketCloseMiddleware(app, on_close=inner_hooks, count_messages=True)
     outer = WebSocketCloseMiddleware(inner, on_close=outer_hooks, count_messages=True)
@@ -541,7 +535,7 @@ def test_a_second_instance_reuses_the_first_context_and_both_hooks_run_once() ->
 
 
 def test_nothing_is_retained_after_the_connection_ends() -> None:
-    mw = WebSocketCloseMiddleware(echo_app_closing(1000, ""))
+    mw = WebSocketCloseMiddleware(echo_app(1000, ""))
     before = dict(vars(mw))
     driver = Driver([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}])
     driver.run(mw)
@@ -704,7 +698,7 @@ def test_several_hooks_run_in_order_and_one_failing_does_not_stop_the_others(
 
     driver = Driver([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}])
     with caplog.at_level(logging.ERROR, logger="asgi_ws_close"):
-        driver.run(WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close=[first, second, third]))
+        driver.run(WebSocketCloseMiddleware(echo_app(1000, ""), on_close=[first, second, third]))
     assert order == ["first", "second", "third 1000"]
     assert len(caplog.records) == 1
 
@@ -712,7 +706,7 @@ def test_several_hooks_run_in_order_and_one_failing_does_not_stop_the_others(
 @pytest.mark.parametrize("bad", ["print", 42, [print, "x"]])
 def test_every_hook_must_be_callable(bad: Any) -> None:
     with pytest.raises(TypeError, match="on_close must be a callable taking"):
-        WebSocketCloseMiddleware(echo_app_closing(1000, ""), on_close=bad)
+        WebSocketCloseMiddleware(echo_app(1000, ""), on_close=bad)
 
 
 def test_hooks_never_run_on_the_message_path() -> None:
@@ -751,7 +745,7 @@ def closing_app(code: Any, reason: Any, accept: bool = True) -> tuple[ASGIApp, l
 
 def test_invalid_close_must_be_a_known_policy() -> None:
     with pytest.raises(ValueError, match="invalid_close must be one of 'pass', 'fix' or 'raise'"):
-        WebSocketCloseMiddleware(echo_app_closing(1000, ""), invalid_close="repair")  # type: ignore[arg-type]
+        WebSocketCloseMiddleware(echo_app(1000, ""), invalid_close="repair")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("code", "reason"), [(999, "bad"), (1005, ""), (4000, "x" * 124)])
@@ -836,16 +830,8 @@ def test_policies_do_not_touch_a_close_before_accept() -> None:
 
 def test_close_on_error_sends_1011_then_reraises() -> None:
     error = RuntimeError("boom")
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        raise error
-
     driver = Driver([{"type": "websocket.connect"}])
-    with pytest.raises(RuntimeError) as info:
-        driver.run(WebSocketCloseMiddleware(app, close_on_error=True))
-    assert info.value is error
+    run_reraises(driver, WebSocketCloseMiddleware(accepts_then_raises(error), close_on_error=True), error)
     assert driver.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": ""}
     context = get_close_context(driver.scope)
     assert (context.state, context.initiator, context.code, context.clean) == (
@@ -877,11 +863,7 @@ def test_close_on_error_does_nothing_when_already_closed_or_not_accepted() -> No
 
 def test_close_on_error_survives_a_server_that_refuses_the_close() -> None:
     error = RuntimeError("boom")
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        raise error
+    app = accepts_then_raises(error)
 
     async def refusing_send(message: Message) -> None:
         if message["type"] == "websocket.close":

@@ -1,12 +1,12 @@
 """Real-server tests of the close policies: uvicorn (three WebSocket implementations) x policy.
 
-Each test drives one real connection to ``tests/policyapp.py`` under uvicorn on 127.0.0.1
+Each test drives one real connection to ``tests/support/policyapp.py`` under uvicorn on 127.0.0.1
 (``--ws websockets``, ``websockets-sansio`` and ``wsproto``), checks what went on the wire
 with a real client (the raw RFC 6455 client for the exact close frame bytes, the
 ``websockets`` client for what a strict client library makes of them), then checks the
 records that the handler and the ``on_close`` hook wrote. One server runs per ws impl, started
 when a test first needs it and shared by the module's tests; it serves every app configuration
-(``tests.policyapp:app`` picks one by the connection's ``?app=``).
+(``tests.support.policyapp:app`` picks one by the connection's ``?app=``).
 
 What uvicorn itself does with invalid closes, app errors and closes before accept is measured
 in ``docs/servers.md`` (S-d..S-g4, differences 7-10); the ``default`` app's tests
@@ -31,8 +31,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close as WireClose
 
 from asgi_ws_close.codes import is_valid_close_code
-from tests.rawclient import OP_CLOSE, Frame, HandshakeRejected, RawWebSocket, close_payload
-from tests.servers import Server, close_fields, read_records, run_server, wait_for_records
+from tests.support.rawclient import OP_CLOSE, Frame, HandshakeRejected, RawWebSocket, close_payload
+from tests.support.servers import Server, close_fields, read_records, record_fields, run_server, wait_for_records
 
 pytestmark = pytest.mark.server
 
@@ -119,9 +119,9 @@ class Target:
 
 @dataclass
 class ServerPool:
-    """Runs ``tests.policyapp:app --ws <impl>`` once per impl; the stack stops them all.
+    """Runs ``tests.support.policyapp:app --ws <impl>`` once per impl; the stack stops them all.
 
-    ``tests.policyapp:app`` hands each connection to the configuration named in its query,
+    ``tests.support.policyapp:app`` hands each connection to the configuration named in its query,
     so one process per impl serves them all: 3 servers per test process rather than 18.
     """
 
@@ -132,7 +132,7 @@ class ServerPool:
     def get(self, impl: str, app: str) -> Target:
         if impl not in self.servers:
             records = self.tmp.mktemp(f"policy-{impl}") / "records.jsonl"
-            server = self.stack.enter_context(run_server("tests.policyapp:app", impl, records))
+            server = self.stack.enter_context(run_server("tests.support.policyapp:app", impl, records))
             self.servers[impl] = (server, records)
         server, records = self.servers[impl]
         return Target(impl=impl, app=app, server=server, records=records)
@@ -166,39 +166,25 @@ def close(code: int, reason: str = "") -> dict[str, Any]:
 def expected(
     impl: str,
     *,
-    state: str = "CLOSED",
     initiator: str | None = "app",
     code: int | None,
-    reason: str = "",
     clean: bool | None,
     sent: dict[str, Any] | None = None,
     requested: dict[str, Any] | None = None,
-    received_then_sent: bool | None = None,
-    sends_after_close: int = 0,
-    error: dict[str, str] | None = None,
-    http_status: int | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """A record's close fields; ``requested`` defaults to ``sent`` (no repair)."""
-    return {
-        "state": state,
-        "initiator": initiator,
-        "code": code,
-        "reason": reason,
-        "clean": clean,
-        # The client never closes first in these scenarios.
-        "received": None,
-        "sent": sent,
-        "requested": sent if requested is None else requested,
-        "received_then_sent": received_then_sent,
-        "sends_after_close": sends_after_close,
-        "error": error,
-        "http_status": http_status,
-        # The policy app counts no messages (the default).
-        "messages_received": None,
-        "messages_sent": None,
-        "server": SERVER_NAMES[impl],
-        "unknown": [],
-    }
+    """A record's close fields; ``requested`` defaults to ``sent`` (no repair). The client never
+    closes first in these scenarios (``received`` is None), and the policy app counts no
+    messages (None, the default)."""
+    return record_fields(
+        initiator=initiator,
+        code=code,
+        clean=clean,
+        sent=sent,
+        requested=sent if requested is None else requested,
+        server=SERVER_NAMES[impl],
+        **fields,
+    )
 
 
 def fields(line: dict[str, Any]) -> dict[str, Any]:

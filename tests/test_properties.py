@@ -1,8 +1,8 @@
 """Property tests (hypothesis): the close record is consistent and the middleware transparent,
 for any sequence of ASGI messages in both directions.
 
-The strategies, the scripted app and server, and the checks live in ``tests/fuzz_tracker.py``
-(which also runs them for as long as one likes: ``python -m tests.fuzz_tracker --seconds N``).
+The strategies, the scripted app and server, and the checks live in ``tests/support/fuzz_tracker.py``
+(which also runs them for as long as one likes: ``python -m tests.support.fuzz_tracker --seconds N``).
 What is checked, for every generated run:
 
 * the tracker's invariants after every event (:func:`check_context`): the snapshot equals the
@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from asgi_ws_close import CloseCode, CloseContext, ConnectionState, WebSocketCloseMiddleware
 from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import Message, Receive, Scope, Send
-from tests.fuzz_tracker import (
+from tests.support.fuzz_tracker import (
     HOOKS,
     HOSTILE_REASONS,
     POLICIES,
@@ -58,7 +58,7 @@ from tests.fuzz_tracker import (
     run_tracker,
     server_scripts,
 )
-from tests.reliabilityapp import FULL
+from tests.support.reliabilityapp import FULL
 
 EXAMPLES = 2_000 if FULL else 150
 

@@ -2,9 +2,9 @@
 
 A proposed uvicorn change announces ``{"version": "3.0", "spec_version": "2.5"}`` on WebSocket
 scopes and puts a ``reason`` key (``""`` when there is none) in every ``websocket.disconnect``.
-``tests/uvicorn_spec25.py`` patches uvicorn that way in the server process (the
-``uvicorn-<impl>-spec25`` servers of ``tests/servers.py``). For each of uvicorn's three
-WebSocket implementations, the Starlette app of ``tests/serverapp.py`` runs the connection
+``tests/support/uvicorn_spec25.py`` patches uvicorn that way in the server process (the
+``uvicorn-<impl>-spec25`` servers of ``tests/support/servers.py``). For each of uvicorn's three
+WebSocket implementations, the Starlette app of ``tests/support/serverapp.py`` runs the connection
 scenarios of :data:`SCENARIO_NAMES` (client closes with a code and reason, with a code only,
 with no status; TCP FIN and RST drops; an app close) on plain uvicorn and on the patched one:
 
@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from tests.matrix.scenarios import APPS, SCENARIOS_BY_NAME, cell_diffs, run_connection_scenarios
-from tests.servers import read_records
-from tests.uvicorn_spec25 import SPEC_VERSION
+from tests.support.servers import read_records
+from tests.support.uvicorn_spec25 import SPEC_VERSION
 
 pytestmark = pytest.mark.server
 

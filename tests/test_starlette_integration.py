@@ -4,7 +4,6 @@ the WebSocketDisconnect patterns of Starlette's docs behave the same with the mi
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -19,9 +18,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from asgi_ws_close import ConnectionState, MiddlewareNotInstalled, WebSocketCloseMiddleware
 from asgi_ws_close.starlette import CloseAwareEndpoint
 from asgi_ws_close.testing import capture_closes
-from tests.frameworkapps import emit, starlette_app
-from tests.frameworkapps.clients import app_closes, assert_closed, client_closes, client_drops
-from tests.frameworkapps.server import Server, run_uvicorn, uvicorn_command
+from tests.support.frameworkapps import emit, starlette_app
+from tests.support.frameworkapps.clients import assert_closed
 
 ENDPOINTS = ["/endpoint", "/mounted/endpoint"]
 
@@ -179,58 +177,3 @@ def test_example_in_process(caplog: pytest.LogCaptureFixture) -> None:
                 ws.receive_text()
     assert (closes.last.initiator, closes.last.code, closes.last.reason) == ("app", 4000, "see you")
     assert "handler saw: 4000 by app, reason 'see you'" in caplog.text
-
-
-# --- under uvicorn ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with run_uvicorn(uvicorn_command("tests.frameworkapps.starlette_app:app")) as server:
-        yield server
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("path", [*ENDPOINTS, "/docs", "/iter"])
-def test_server_client_close(server: Server, path: str) -> None:
-    tag = f"client-close{path}"
-    client_closes(server, path, tag)
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed(tag, source)["record"], initiator="client", code=4001, reason="bye", clean=True)
-    handler = server.observed(tag, "handler")
-    if path in ENDPOINTS:
-        assert handler["close_code"] == 4001
-    if path == "/docs":
-        assert (handler["exc_code"], handler["exc_reason"]) == (4001, "bye")
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("path", [*ENDPOINTS, "/docs", "/iter"])
-def test_server_app_close(server: Server, path: str) -> None:
-    tag = f"app-close{path}"
-    assert app_closes(server, path, tag) == (4003, "nope")
-    sources = ["on_close"] if path == "/iter" else ["handler", "on_close"]
-    for source in sources:
-        assert_closed(server.observed(tag, source)["record"], initiator="app", code=4003, reason="nope", clean=True)
-    if path in ENDPOINTS:
-        # uvicorn answers the app's close with a disconnect that echoes it.
-        assert server.observed(tag, "handler")["close_code"] == 4003
-
-
-@pytest.mark.server
-def test_server_transport_lost(server: Server) -> None:
-    client_drops(server, "/endpoint", "drop")
-    handler = server.observed("drop", "handler")
-    # uvicorn (websockets-sansio) reports a lost transport as 1005: Starlette passes it on.
-    assert handler["close_code"] == 1005
-    for source in ("handler", "on_close"):
-        assert_closed(server.observed("drop", source)["record"], initiator=None, code=1006, reason="", clean=False)
-
-
-@pytest.mark.server
-def test_example_runs_under_uvicorn() -> None:
-    with run_uvicorn([sys.executable, "examples/frameworks/starlette_endpoint.py"], env={"PORT": "0"}) as example:
-        client_closes(example, "/ws", "example")
-        line = example.wait_for_log("closed /ws ")
-        assert "handler saw: 4001 by client, reason 'bye'" in example.log()
-    assert_closed(json.loads(line.split("closed /ws ", 1)[1]), initiator="client", code=4001, reason="bye", clean=True)

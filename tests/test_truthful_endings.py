@@ -24,18 +24,7 @@ import pytest
 from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
 from asgi_ws_close._servers import GENERIC, SERVERS, detect_server, locate_server
 from asgi_ws_close._types import Message, Receive, Scope, Send
-
-CONNECT: Message = {"type": "websocket.connect"}
-OUTCOMES = {
-    "client_closed",
-    "app_closed",
-    "rejected",
-    "app_error",
-    "dropped",
-    "server_timeout",
-    "server_shutdown",
-    "server_error",
-}
+from tests.support.asgi import CONNECT, OUTCOMES, echo
 
 MODULES = {
     "uvicorn-websockets": "uvicorn.protocols.websockets.websockets_impl",
@@ -129,16 +118,6 @@ def run(app: Any, server: Any, incoming: list[Message], *, scope: Scope | None =
 
     asyncio.run(main())
     return get_close_context(scope)
-
-
-async def echo(scope: Scope, receive: Receive, send: Send) -> None:
-    await receive()
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        await send({"type": "websocket.send", "text": message.get("text")})
 
 
 async def only_sends(scope: Scope, receive: Receive, send: Send) -> None:

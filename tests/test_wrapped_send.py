@@ -3,8 +3,8 @@
 Tracing and error-reporting middleware (OpenTelemetry, Sentry) hand the app a wrapper around
 the server's ``send``, and so does uvicorn's own message logger at ``--log-level trace``:
 WebSocketCloseMiddleware then never sees the server's ``send`` (which its server detection
-looks at first). For every server of the matrix (``tests/servers.py``, ``SERVERS``), the
-Starlette app of ``tests/serverapp.py`` runs plain and behind each wrapper
+looks at first). For every server of the matrix (``tests/support/servers.py``, ``SERVERS``), the
+Starlette app of ``tests/support/serverapp.py`` runs plain and behind each wrapper
 (``WRAPPED_SEND_APPS``: a closure, a ``functools.partial``, a bound method of another object),
 and on the uvicorn servers also plain at ``--log-level trace`` (the ``trace`` profile); every
 cell (``tests/matrix/scenarios.py``: what the context and the handler said, what the app got,
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from tests.matrix.scenarios import APPS, SCENARIOS_BY_NAME, cell_diffs, run_connection_scenarios
-from tests.serverapp import WRAPPED_SEND_APPS
-from tests.servers import SERVERS
+from tests.support.serverapp import WRAPPED_SEND_APPS
+from tests.support.servers import SERVERS
 
 pytestmark = pytest.mark.server
 

@@ -7,19 +7,16 @@ tables, so that the test can report every problem of a run at once.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tests.autobahn.echo import RECORDS_ENV
+from tests.support.process import ServerProcess
 
 __all__ = [
     "CASES",
@@ -44,8 +41,6 @@ __all__ = [
     "summary_table",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 #: uvicorn's WebSocket implementations under test (legacy ``websockets`` is deprecated in uvicorn).
 IMPLS: tuple[str, ...] = ("wsproto", "websockets-sansio")
 #: The apps of tests/autobahn/echo.py: bare, middleware at defaults, middleware with every policy.
@@ -58,11 +53,6 @@ CASES: tuple[str, ...] = ("1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.1.
 #: server fails the connection on the bad frame that follows is a race (3.4, 4.1.5, 4.2.5).
 _EQUIVALENT = {"NON-STRICT": "OK"}
 
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
-KILL_TIMEOUT = 5.0
-
-_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 # What uvicorn logs when the app raised or returned wrongly, and what the middleware logs when a
 # hook raised. (uvicorn's websockets-sansio also logs "Invalid UTF-8 sequence received from
 # client" with a traceback of its own in 6.x: that is the server's, the same for every variant.)
@@ -88,24 +78,18 @@ def section_of(case_id: str) -> str:
     return ".".join(parts[:2]) if parts[0] == "9" else parts[0]
 
 
-class Server:
+class Server(ServerProcess):
     """``python -m uvicorn tests.autobahn.echo:<variant> --ws <impl>`` on 127.0.0.1, a free port.
 
-    The port comes from uvicorn's "Uvicorn running on" line; a thread keeps draining its output
-    (so that the server never blocks on a full pipe) and keeps it for diagnosis. :meth:`stop`
-    stops it by its own PID: SIGTERM (uvicorn's graceful shutdown, which waits for the apps,
-    and so for their ``on_close`` hooks), then SIGKILL if it hangs.
+    Started by the constructor, ready after :meth:`wait_ready`, stopped by :meth:`stop` (the
+    tiers' runner, :mod:`tests.support.process`): SIGTERM is uvicorn's graceful shutdown, which
+    waits for the apps, and so for their ``on_close`` hooks.
     """
 
     def __init__(self, impl: str, variant: str, records: Path) -> None:
         self.impl = impl
         self.variant = variant
         self.records = records
-        self.port = 0
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        env = {**os.environ, RECORDS_ENV: str(records), "PYTHONUNBUFFERED": "1"}
         command = [
             sys.executable,
             "-m",
@@ -119,71 +103,22 @@ class Server:
             impl,
             "--no-access-log",
         ]
-        self.proc = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        assert self.proc.stdout is not None
-        self._reader = threading.Thread(
-            target=self._drain, args=(self.proc.stdout,), name=f"uvicorn-{self.proc.pid}", daemon=True
-        )
-        self._reader.start()
+        super().__init__(command, name=f"uvicorn {self.agent}", env={RECORDS_ENV: str(records)})
 
     @property
     def agent(self) -> str:
         return agent_name(self.impl, self.variant)
 
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def _drain(self, stream: IO[bytes]) -> None:
-        with stream:
-            for raw in stream:
-                line = raw.decode("utf-8", "replace")
-                with self._lock:
-                    self._lines.append(line)
-                match = _RUNNING.search(line)
-                if match and not self._ready.is_set():
-                    self.port = int(match.group(1))
-                    self._ready.set()
-        self._ready.set()  # EOF: the server died before it was ready (port stays 0)
-
-    def wait_ready(self) -> None:
-        """Block until the server listens; raise with its output if it died or took too long."""
-        if not self._ready.wait(STARTUP_TIMEOUT) or self.port == 0:
-            raise RuntimeError(f"uvicorn ({self.agent}, pid {self.proc.pid}) did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        with self._lock:
-            return "".join(self._lines)
-
     def app_errors(self) -> list[str]:
         """Lines of the server's log that tell of an app exception or a failed hook."""
         return [line.rstrip() for line in self.log().splitlines() if _APP_ERROR.search(line)]
-
-    def stop(self) -> int:
-        """Stop the server by its PID and return its exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(KILL_TIMEOUT)
-        self._reader.join(KILL_TIMEOUT)
-        return self.proc.returncode
 
 
 def fuzzingclient_spec(outdir: Path, servers: Sequence[Server]) -> dict[str, Any]:
     """A wstest ``-m fuzzingclient`` spec: all :data:`CASES` against each server, in turn."""
     return {
         "outdir": str(outdir),
-        "servers": [{"agent": server.agent, "url": server.url} for server in servers],
+        "servers": [{"agent": server.agent, "url": server.url("")} for server in servers],
         "cases": list(CASES),
         "exclude-cases": [],
         "exclude-agent-cases": {},

@@ -40,7 +40,7 @@ from tests.matrix.table import (
     render_observed,
     replace_page_block,
 )
-from tests.servers import REPO_ROOT, SERVERS, server_versions
+from tests.support.servers import REPO_ROOT, SERVERS, server_versions
 
 __all__ = ["main"]
 

@@ -1,13 +1,13 @@
 """The scenarios of the server matrix, and how each is driven: one source for the test and the generator.
 
 A scenario drives one real connection (or, for shutdown, :data:`SHUTDOWN_CONNECTIONS`)
-against ``tests/serverapp.py`` under a real server, exactly the same way on every server: the
+against ``tests/support/serverapp.py`` under a real server, exactly the same way on every server: the
 ``websockets`` client where a client library can do it, the raw RFC 6455 client
-(``tests/rawclient.py``) for what a client library will not send (empty or malformed close
+(``tests/support/rawclient.py``) for what a client library will not send (empty or malformed close
 payloads, TCP FIN/RST without a close frame, leaving during the handshake, leaving pings
-unanswered), the HTTP/2 client (``tests/h2client.py``) for WebSockets over HTTP/2. Most run
+unanswered), the HTTP/2 client (``tests/support/h2client.py``) for WebSockets over HTTP/2. Most run
 one after the other on one server process; the keepalive and HTTP/2 rows need the server
-launched with a profile (``keepalive``, ``http2`` in ``tests/servers.py``), and each shutdown
+launched with a profile (``keepalive``, ``http2`` in ``tests/support/servers.py``), and each shutdown
 row stops its server: those get a server process of their own. It then reads the
 lines that the handler and the ``on_close`` hook wrote, checks the invariants that hold on
 every server, and returns the scenario's **cell**:
@@ -15,14 +15,14 @@ every server, and returns the scenario's **cell**:
 * ``context``: what the ``CloseContext`` says in ``on_close`` (``to_dict()`` without timings);
 * ``handler``: what it said when the handler was done (the same, except where the handler
   ends before the connection does);
-* ``app``: what the server handed the app at the end (``tests/serverapp.py``);
+* ``app``: what the server handed the app at the end (``tests/support/serverapp.py``);
 * ``wire``: what the client saw, in words that do not depend on timing.
 
 Every wait is bounded, and the bounds are far from what the servers do, so that no cell
 depends on timing:
 
 * where a server delivers nothing, the app's follow-up ``receive()`` gives up after
-  :data:`~tests.serverapp.FOLLOW_UP_TIMEOUT` (3 s) and says so (hypercorn after an unanswered
+  :data:`~tests.support.serverapp.FOLLOW_UP_TIMEOUT` (3 s) and says so (hypercorn after an unanswered
   close; granian after a denial response and when the client left during the handshake), well
   above the slowest delivery measured (daphne's 1006, about 0.7 s after an unanswered close);
 * a client that must stay silent (never answering the app's close) stays so until both
@@ -37,7 +37,7 @@ depends on timing:
   checks its connections every 2 s), while a server with no pong timeout (hypercorn) or no
   ping at all (granian) leaves it open; after a close frame, it waits :data:`CLIENT_TIMEOUT`
   more for the TCP close;
-* the send-only app sends every :data:`~tests.serverapp.SEND_INTERVAL` (50 ms), far above the
+* the send-only app sends every :data:`~tests.support.serverapp.SEND_INTERVAL` (50 ms), far above the
   time a server takes to act on the client's close (well under a millisecond on loopback), so
   how many sends returned before one raised does not depend on timing;
 * the one race that no bound removes, granian's at shutdown (:data:`SHUTDOWN_RACES`), is
@@ -66,10 +66,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close as WireClose
 
-from tests.h2client import ConnectRejected, ExtendedConnectNotSupported, H2cNotSupported, H2WebSocket
-from tests.rawclient import RawWebSocket, close_payload, send_upgrade_request
-from tests.serverapp import SEND_LIMIT
-from tests.servers import POLL_INTERVAL, Server, read_records, run_server, wait_for_records
+from tests.support.h2client import ConnectRejected, ExtendedConnectNotSupported, H2cNotSupported, H2WebSocket
+from tests.support.rawclient import RawWebSocket, close_payload, send_upgrade_request
+from tests.support.serverapp import SEND_LIMIT
+from tests.support.servers import POLL_INTERVAL, Server, read_records, run_server, wait_for_records
 
 __all__ = [
     "APPS",
@@ -114,8 +114,8 @@ RECORD_ENV = "ASGI_WS_CLOSE_MATRIX_RECORD"
 
 #: The apps every scenario runs under; every server must give the same cell for both.
 APPS = {
-    "starlette": "tests.serverapp:starlette_app",
-    "fastapi": "tests.serverapp:fastapi_app",
+    "starlette": "tests.support.serverapp:starlette_app",
+    "fastapi": "tests.support.serverapp:fastapi_app",
 }
 
 #: The apps the shutdown scenarios run under: one server process per run, and what happens
@@ -222,7 +222,7 @@ class Scenario:
     params: Mapping[str, str] = field(default_factory=dict)
     #: For shutdown rows: the signal the server gets with connections open.
     signal: signal.Signals | None = None
-    #: The server profile (``tests/servers.py``, ``PROFILES``) the row needs; such a row gets
+    #: The server profile (``tests/support/servers.py``, ``PROFILES``) the row needs; such a row gets
     #: a server process of its own.
     profile: str | None = None
 
@@ -526,7 +526,7 @@ KEEPALIVE_SCENARIOS: tuple[Scenario, ...] = (
     ),
 )
 
-#: WebSockets over HTTP/2 (RFC 8441), h2c with prior knowledge (``tests/h2client.py``), each
+#: WebSockets over HTTP/2 (RFC 8441), h2c with prior knowledge (``tests/support/h2client.py``), each
 #: server launched with its ``http2`` profile. A server that offers none gives the client's
 #: view and no record.
 HTTP2_SCENARIOS: tuple[Scenario, ...] = (
@@ -621,7 +621,7 @@ def run_connection_scenario(server: Server, records: Path, scenario: Scenario) -
     assert scenario.drive is not None
     conn_id, path = _path(scenario)
     conn = Connection(server, records, conn_id, path)
-    where = f"{scenario.name} on {server.description}"
+    where = f"{scenario.name} on {server.name}"
     try:
         wire = scenario.drive(conn)
     except NoWebSocket as refused:

@@ -51,7 +51,7 @@ from tests.matrix.table import (
     render_observed,
     replace_page_block,
 )
-from tests.servers import SERVERS, server_versions
+from tests.support.servers import SERVERS, server_versions
 
 PAIRS = [(server, app) for server in SERVERS for app in APPS]
 SHUTDOWN_PAIRS = [(server, app) for server in SERVERS for app in SHUTDOWN_APPS]

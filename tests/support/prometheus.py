@@ -10,7 +10,7 @@
   in multiprocess mode with a fresh `PROMETHEUS_MULTIPROC_DIR`; ready once the port is known
   and every worker has built its app.
 
-Both are run by `tests.servers.Server`, the process runner of the server tiers: its
+Both are run by `tests.support.process.run_process`, the process runner of every tier: its
 own session, output drained, stopped by its PID (SIGTERM, then SIGKILL), then each worker
 process it had, by its own PID and start time.
 """
@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from tests.servers import _RESET_SIGNALS_THEN_EXEC, REPO_ROOT, Server, _descendants, _stat
+from tests.support.process import REPO_ROOT, ServerProcess, descendants, process_stat, run_process
 
 __all__ = [
     "PROMAPP",
@@ -95,23 +94,13 @@ def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
 @contextmanager
 def _launch(
     argv: Sequence[str], *, env: Mapping[str, str], description: str, port_line: re.Pattern[str]
-) -> Iterator[Server]:
-    """Start `argv` in a session of its own and run it as a `Server`."""
-    proc = subprocess.Popen(
-        list(argv),
-        cwd=REPO_ROOT,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    server = Server(proc, description, port_line)
-    try:
-        server._wait_ready(STARTUP_TIMEOUT)
+) -> Iterator[ServerProcess]:
+    """Run ``argv`` (an executable and its arguments) with exactly ``env`` (variables not in it are removed) until the
+    block exits; yield it once it listens."""
+    overlay: dict[str, str | None] = {key: None for key in os.environ if key not in env}
+    overlay.update(env)
+    with run_process(list(argv), env=overlay, name=description, port_line=port_line) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, message: Callable[[], str]) -> None:
@@ -128,7 +117,7 @@ def _wait(predicate: Callable[[], bool], timeout: float, message: Callable[[], s
 class Prometheus:
     """A running Prometheus: its port, and its HTTP query API."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerProcess) -> None:
         self.server = server
         self.port = server.port
 
@@ -238,7 +227,7 @@ class Deployment:
     """A running multi-worker server of `tests.support.promapp`."""
 
     kind: ServerKind
-    server: Server
+    server: ServerProcess
     workers: int | None
     ready_dir: Path
     multiproc_dir: Path | None
@@ -254,8 +243,8 @@ class Deployment:
     def live_workers(self) -> set[int]:
         """The worker PIDs that built their app and are running processes of this server now."""
         # With no --workers, uvicorn's one process is the worker.
-        descendants = {self.server.pid} | {pid for pid, _ in _descendants(self.server.pid)}
-        return {pid for pid in self.started_workers() if pid in descendants and _stat(pid) is not None}
+        family = {self.server.pid} | {pid for pid, _ in descendants(self.server.pid)}
+        return {pid for pid in self.started_workers() if pid in family and process_stat(pid) is not None}
 
     def wait_workers(self, count: int, timeout: float = STARTUP_TIMEOUT) -> set[int]:
         """Wait until `count` workers are running with their app built; return their PIDs."""
@@ -288,8 +277,8 @@ def run_deployment(kind: ServerKind, directory: Path, *, workers: int | None = 4
     env.update({READY_DIR_ENV: str(ready_dir), "PYTHONUNBUFFERED": "1"})
     if multiproc_dir is not None:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
-    argv = [sys.executable, "-c", _RESET_SIGNALS_THEN_EXEC, "-m", *deployment_command(kind, workers)]
-    with _launch(argv, env=env, description=" ".join(argv[4:]), port_line=_PORT_LINES[kind]) as server:
+    argv = [sys.executable, "-m", *deployment_command(kind, workers)]
+    with _launch(argv, env=env, description=" ".join(argv[2:]), port_line=_PORT_LINES[kind]) as server:
         deployment = Deployment(kind, server, workers, ready_dir, multiproc_dir)
         deployment.wait_workers(workers or 1)
         yield deployment

@@ -1,7 +1,7 @@
 """uvicorn as a proposed change would make it: ASGI spec 2.5 on WebSocket scopes, and a
 ``reason`` on every ``websocket.disconnect``.
 
-``python -m tests.uvicorn_spec25 <uvicorn arguments>`` patches uvicorn's three WebSocket
+``python -m tests.support.uvicorn_spec25 <uvicorn arguments>`` patches uvicorn's three WebSocket
 implementations (``--ws websockets``, ``websockets-sansio``, ``wsproto``) in this process,
 then runs uvicorn's own command line:
 
@@ -11,7 +11,7 @@ then runs uvicorn's own command line:
   server had none (the implementation's receive callable, wrapped: its result gets
   ``setdefault("reason", "")``); a reason the server did give is left as it is.
 
-Nothing else changes: the wire, the codes, when messages come. ``tests/servers.py`` runs it
+Nothing else changes: the wire, the codes, when messages come. ``tests/support/servers.py`` runs it
 as the ``uvicorn-<impl>-spec25`` servers (``SPEC25_SERVERS``); ``tests/test_spec25.py``
 compares what the middleware records under it with plain uvicorn.
 """

@@ -16,7 +16,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from asgi_ws_close import CloseContext, get_close_context
 from asgi_ws_close.litestar import close_middleware, provide_close_context
-from tests.frameworkapps.emit import emit, on_close
+from tests.support.frameworkapps.emit import echo_until_close, emit, on_close
 
 __all__ = ["app", "bare", "handler", "listener"]
 
@@ -25,13 +25,7 @@ __all__ = ["app", "bare", "handler", "listener"]
 async def handler(socket: WebSocket[Any, Any, Any], close_context: NamedDependency[CloseContext]) -> None:
     await socket.accept()
     try:
-        while True:
-            text = await socket.receive_text()
-            if text == "close":
-                await socket.close(4003, "nope")
-                await socket.receive()  # the server's answer to the app's close
-                break
-            await socket.send_text(text)
+        await echo_until_close(socket)
     except WebSocketDisconnect:
         pass
     emit("handler", socket.scope, close_context)

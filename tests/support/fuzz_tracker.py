@@ -2,8 +2,8 @@
 
 Run it for a while::
 
-    python -m tests.fuzz_tracker --seconds 60            # seeds 0, 1, 2, ... until time is up
-    python -m tests.fuzz_tracker --seconds 600 --seed 1000
+    python -m tests.support.fuzz_tracker --seconds 60            # seeds 0, 1, 2, ... until time is up
+    python -m tests.support.fuzz_tracker --seconds 600 --seed 1000
 
 Each round runs hypothesis with a fixed seed (so a failure names the seed that reproduces it,
 and hypothesis prints the shrunk example) on two targets, in turn:
@@ -1119,7 +1119,7 @@ def fuzz(*, seconds: float, seed: int = 0, examples_per_round: int = 200, max_ro
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fuzz_tracker", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.support.fuzz_tracker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to fuzz (default 60)")
     parser.add_argument("--seed", type=int, default=0, help="the first round's seed (default 0)")
     parser.add_argument("--examples", type=int, default=200, help="examples per round (default 200)")

@@ -1,6 +1,6 @@
 """The app and the client side of the observability real-server tests.
 
-Server side: ``python -m uvicorn --factory tests.obsapp:create_app`` serves a pure ASGI app
+Server side: ``python -m uvicorn --factory tests.support.obsapp:create_app`` serves a pure ASGI app
 wrapped in :class:`WebSocketCloseMiddleware` with the ready logging hook and the Prometheus
 integration, as users wire them, and prometheus-client's own ASGI app at ``/metrics``
 (with a :class:`~prometheus_client.multiprocess.MultiProcessCollector` when
@@ -32,13 +32,8 @@ import http.client
 import json
 import logging
 import os
-import re
-import signal
 import struct
-import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -48,6 +43,7 @@ from urllib.parse import parse_qs
 
 from asgi_ws_close import WebSocketCloseMiddleware
 from asgi_ws_close._types import ASGIApp, Receive, Scope, Send
+from tests.support.process import ServerProcess, running, wait_until
 
 __all__ = [
     "OBS_DIR_ENV",
@@ -69,11 +65,8 @@ OBS_DIR_ENV = "ASGI_WS_CLOSE_OBS_DIR"
 #: The app's own close codes, kept as labels of their own by the Prometheus integration.
 KEEP_CODES = frozenset({4001})
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 CLIENT_TIMEOUT = 20.0
-POLL_INTERVAL = 0.02
 
 
 # Server side.
@@ -169,93 +162,34 @@ def create_app() -> ASGIApp:
 
 # Client side: the server process.
 
-_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-_STARTED = re.compile(r"Started server process \[(\d+)\]")
 
+class UvicornProcess(ServerProcess):
+    """The obs app under uvicorn: its port, its output, the directory its workers write to."""
 
-class UvicornProcess:
-    """A uvicorn subprocess: its port, its output, its worker PIDs."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], directory: Path, workers: int) -> None:
-        self.proc = proc
+    def __init__(self, command: list[str], directory: Path, workers: int, env: dict[str, str | None]) -> None:
+        super().__init__(command, name="uvicorn tests.support.obsapp:create_app", env=env)
         self.directory = directory
         self.workers = workers
-        self.port = 0
-        self.worker_pids: set[int] = set()
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._port_known = threading.Event()
-        self._reader = threading.Thread(target=self._drain, name=f"uvicorn-{proc.pid}", daemon=True)
-        self._reader.start()
 
-    def output(self) -> str:
-        with self._lock:
-            return "".join(self._lines)
-
-    def describe(self) -> str:
-        return f"uvicorn (pid {self.proc.pid}) output:\n{self.output()}"
-
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
         # Ready: the port is known and every worker has built its app.
-        if not self._port_known.wait(timeout) or not self.port:
-            raise RuntimeError(f"uvicorn did not start within {timeout} s; {self.describe()}")
+        super().wait_ready(timeout)
         wait_until(
             lambda: len(list(self.directory.glob("ready-*"))) >= self.workers,
             timeout,
             lambda: f"{self.workers} workers not ready; {self.describe()}",
         )
-
-    def stop(self) -> None:
-        """SIGTERM the server by its PID; SIGKILL it, and its workers, if it hangs."""
-        killed = False
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-                killed = True
-        if killed:
-            with self._lock:
-                workers = set(self.worker_pids) - {self.proc.pid}
-            for pid in workers:
-                # Our own grandchildren, by PID, orphaned by the SIGKILL of their parent.
-                with suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-        self._reader.join(STOP_TIMEOUT)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def _drain(self) -> None:
-        stdout = self.proc.stdout
-        assert stdout is not None
-        try:
-            for raw in iter(stdout.readline, b""):
-                line = raw.decode("utf-8", "replace")
-                with self._lock:
-                    self._lines.append(line)
-                    started = _STARTED.search(line)
-                    if started:
-                        self.worker_pids.add(int(started.group(1)))
-                running = _RUNNING.search(line)
-                if running and not self.port:
-                    self.port = int(running.group(1))
-                    self._port_known.set()
-        except (OSError, ValueError):  # the pipe was closed under us at teardown
-            pass
-        finally:
-            self._port_known.set()
+        self.note_workers()
 
 
 @contextmanager
 def run_uvicorn(
     directory: Path, *, workers: int = 1, multiproc_dir: Path | None = None, ws: str = "auto"
 ) -> Iterator[UvicornProcess]:
-    """Run ``uvicorn --factory tests.obsapp:create_app`` on 127.0.0.1, an OS-chosen port."""
+    """Run ``uvicorn --factory tests.support.obsapp:create_app`` on 127.0.0.1, an OS-chosen port."""
     directory.mkdir(parents=True, exist_ok=True)
-    env = {key: value for key, value in os.environ.items() if key.lower() != "prometheus_multiproc_dir"}
-    env.update({OBS_DIR_ENV: str(directory), "PYTHONUNBUFFERED": "1"})
+    env: dict[str, str | None] = {key: None for key in os.environ if key.lower() == "prometheus_multiproc_dir"}
+    env[OBS_DIR_ENV] = str(directory)
     if multiproc_dir is not None:
         multiproc_dir.mkdir(parents=True, exist_ok=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
@@ -264,7 +198,7 @@ def run_uvicorn(
         "-m",
         "uvicorn",
         "--factory",
-        "tests.obsapp:create_app",
+        "tests.support.obsapp:create_app",
         "--host",
         "127.0.0.1",
         "--port",
@@ -281,30 +215,8 @@ def run_uvicorn(
     ]
     if workers > 1:
         command += ["--workers", str(workers)]
-    proc = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    server = UvicornProcess(proc, directory, workers)
-    try:
-        server.wait_ready(STARTUP_TIMEOUT)
+    with running(UvicornProcess(command, directory, workers, env), STARTUP_TIMEOUT) as server:
         yield server
-    finally:
-        server.stop()
-
-
-def wait_until(predicate: Any, timeout: float, message: Any = lambda: "condition") -> None:
-    """Poll ``predicate()`` until it is true; fail with ``message()`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s: {message()}")
-        time.sleep(POLL_INTERVAL)
 
 
 # Client side: reading what the workers wrote.

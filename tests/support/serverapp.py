@@ -1,6 +1,6 @@
 """Starlette and FastAPI apps for the real-server tests (``tests/matrix``).
 
-Every server loads them as ``tests.serverapp:starlette_app`` and ``tests.serverapp:fastapi_app``
+Every server loads them as ``tests.support.serverapp:starlette_app`` and ``tests.support.serverapp:fastapi_app``
 (and, for ``tests/test_wrapped_send.py``, the Starlette app behind a middleware that wraps
 ``send``: :data:`WRAPPED_SEND_APPS`). All wrap the same WebSocket routes, one per kind of
 scenario, with :class:`WebSocketCloseMiddleware` added the way users add it. Every connection
@@ -328,7 +328,7 @@ starlette_app_wrapped_method = _wrapped_send_app(MethodSendWrapper)
 #: The wrapped-send variants of ``starlette_app`` (``tests/test_wrapped_send.py``), by name:
 #: the app reference each server loads. Not matrix apps.
 WRAPPED_SEND_APPS: dict[str, str] = {
-    "closure": "tests.serverapp:starlette_app_wrapped_closure",
-    "partial": "tests.serverapp:starlette_app_wrapped_partial",
-    "method": "tests.serverapp:starlette_app_wrapped_method",
+    "closure": "tests.support.serverapp:starlette_app_wrapped_closure",
+    "partial": "tests.support.serverapp:starlette_app_wrapped_partial",
+    "method": "tests.support.serverapp:starlette_app_wrapped_method",
 }

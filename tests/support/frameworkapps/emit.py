@@ -1,4 +1,5 @@
-"""How the framework apps report what they saw: one JSON line on stdout per observation."""
+"""How the framework apps report what they saw (one JSON line on stdout per observation), and
+the conversation that each of them has (:func:`echo_until_close`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from urllib.parse import parse_qs
 
 from asgi_ws_close import CloseContext
 
-__all__ = ["PREFIX", "collect", "emit", "on_close", "tag_of"]
+__all__ = ["PREFIX", "collect", "echo_until_close", "emit", "on_close", "tag_of"]
 
-#: Marks the lines that :class:`~tests.frameworkapps.server.Server` parses.
+#: Marks the lines that :class:`~tests.support.frameworkapps.server.Server` parses.
 PREFIX = "ASGI_WS_CLOSE_OBSERVED "
 
 # In-process tests collect the lines instead (see collect()).
@@ -35,6 +36,20 @@ def emit(source: str, scope: Mapping[str, Any], context: CloseContext, **extra: 
     # One write per line, flushed: the test reads the pipe while the server runs.
     sys.stdout.write(PREFIX + json.dumps(line, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+async def echo_until_close(websocket: Any) -> None:
+    """Echo text until "close" comes: then close with 4003 "nope" and wait for the server's
+    answer (uvicorn answers the app's close with a disconnect). The framework's
+    ``WebSocketDisconnect`` propagates if the client ends first. Starlette's, FastAPI's and
+    Litestar's WebSocket objects all have the methods used here."""
+    while True:
+        text = await websocket.receive_text()
+        if text == "close":
+            await websocket.close(4003, "nope")
+            await websocket.receive()
+            return
+        await websocket.send_text(text)
 
 
 def on_close(context: CloseContext, scope: Any) -> None:

@@ -27,31 +27,34 @@ server has one), ``trace`` (uvicorn at ``--log-level trace``) and ``http2`` (uvi
 hypercorn and granian speak h2c as launched, daphne has no h2c); each :class:`ServerSpec`
 maps a profile to the options it appends, and a server without such an option runs as usual.
 :data:`SPEC25_SERVERS` are uvicorn patched to announce ASGI spec 2.5
-(``tests/uvicorn_spec25.py``): :func:`run_server` runs them, the matrix (:data:`SERVERS`)
+(``tests/support/uvicorn_spec25.py``): :func:`run_server` runs them, the matrix (:data:`SERVERS`)
 does not list them.
 
-:func:`wait_for_records` polls the JSONL file written by ``tests/serverapp.py``.
+:func:`wait_for_records` polls the JSONL file written by ``tests/support/serverapp.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from tests.serverapp import RECORDS_ENV
+from tests.support.process import (
+    POLL_INTERVAL,
+    REPO_ROOT,
+    STARTUP_TIMEOUT,
+    UVICORN_PORT_LINE,
+    ServerProcess,
+    run_process,
+)
+from tests.support.serverapp import RECORDS_ENV
 
 __all__ = [
     "PROFILES",
@@ -64,24 +67,9 @@ __all__ = [
     "run_server",
     "server_spec",
     "server_versions",
+    "record_fields",
     "wait_for_records",
 ]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
-KILL_TIMEOUT = 5.0
-POLL_INTERVAL = 0.01
-
-# Runs in the child before the server: SIGINT and SIGQUIT back to their defaults, then exec
-# (same PID) the server's own command line with this Python.
-_RESET_SIGNALS_THEN_EXEC = (
-    "import os, signal, sys; "
-    "signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "signal.signal(signal.SIGQUIT, signal.SIG_DFL); "
-    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
-)
 
 
 @dataclass(frozen=True)
@@ -148,8 +136,6 @@ def _granian(app_ref: str, port: int) -> list[str]:
     ]
 
 
-_UVICORN_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-
 #: The server profiles (:attr:`ServerSpec.profiles`), and what each is for.
 PROFILES = {
     "keepalive": "the server's WebSocket keepalive ping on, with a short pong timeout where it has one",
@@ -184,7 +170,7 @@ SERVERS: dict[str, ServerSpec] = {
             "uvicorn-websockets",
             "uvicorn",
             _uvicorn("websockets"),
-            _UVICORN_RUNNING,
+            UVICORN_PORT_LINE,
             ("websockets",),
             _UVICORN_PROFILES,
         ),
@@ -192,12 +178,12 @@ SERVERS: dict[str, ServerSpec] = {
             "uvicorn-websockets-sansio",
             "uvicorn",
             _uvicorn("websockets-sansio"),
-            _UVICORN_RUNNING,
+            UVICORN_PORT_LINE,
             ("websockets",),
             _UVICORN_PROFILES,
         ),
         ServerSpec(
-            "uvicorn-wsproto", "uvicorn", _uvicorn("wsproto"), _UVICORN_RUNNING, ("wsproto",), _UVICORN_PROFILES
+            "uvicorn-wsproto", "uvicorn", _uvicorn("wsproto"), UVICORN_PORT_LINE, ("wsproto",), _UVICORN_PROFILES
         ),
         ServerSpec(
             "hypercorn",
@@ -222,7 +208,7 @@ SERVERS: dict[str, ServerSpec] = {
 # uvicorn's --ws names, accepted by run_server for the uvicorn-only tests.
 _UVICORN_IMPLS = ("websockets", "websockets-sansio", "wsproto")
 
-#: uvicorn patched to announce ASGI spec 2.5 (``tests/uvicorn_spec25.py``), one per ``--ws``
+#: uvicorn patched to announce ASGI spec 2.5 (``tests/support/uvicorn_spec25.py``), one per ``--ws``
 #: implementation, named ``uvicorn-<impl>-spec25``. Not matrix columns: run_server accepts
 #: these names, :data:`SERVERS` (the matrix) does not list them.
 SPEC25_SERVERS: dict[str, ServerSpec] = {
@@ -231,8 +217,8 @@ SPEC25_SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             f"uvicorn-{impl}-spec25",
             "uvicorn",
-            _uvicorn(impl, module="tests.uvicorn_spec25"),
-            _UVICORN_RUNNING,
+            _uvicorn(impl, module="tests.support.uvicorn_spec25"),
+            UVICORN_PORT_LINE,
             SERVERS[f"uvicorn-{impl}"].parts,
             _UVICORN_PROFILES,
         )
@@ -258,107 +244,8 @@ def server_versions(name: str) -> dict[str, str]:
     return {package: metadata.version(package) for package in (spec.package, *spec.parts)}
 
 
-class Server:
-    """A running server subprocess: its port, PID, and the log it has printed so far."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], description: str, port_line: re.Pattern[str] | None) -> None:
-        self.proc = proc
-        self.description = description
-        self.port: int = 0
-        self._port_line = port_line
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        # (pid, start time) of the worker processes seen, so that each is stopped by its PID.
-        self._workers: set[tuple[int, int]] = set()
-        self._reader = threading.Thread(target=self._drain, name=f"server-{proc.pid}-output", daemon=True)
-        self._reader.start()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        """The server's output (stdout and stderr) so far."""
-        with self._lock:
-            return "".join(self._lines)
-
-    def describe(self) -> str:
-        """A failure message footer: which server, and its log."""
-        return f"server {self.description} (pid {self.pid}) log:\n{self.log()}"
-
-    def send_signal(self, sig: signal.Signals) -> None:
-        """Send ``sig`` to this server's process (only if it has not been reaped)."""
-        self._note_workers()
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout: float) -> int:
-        """Wait until the process exits; fail with the log if it does not within ``timeout``."""
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"server did not exit within {timeout} s; {self.describe()}") from None
-        # Its last lines are read once the pipe is drained: log() is then complete.
-        self._reader.join(KILL_TIMEOUT)
-        return code
-
-    def stop(self) -> None:
-        """SIGTERM this process, wait, SIGKILL it if it is still there; reap it; then its workers."""
-        self._note_workers()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(KILL_TIMEOUT)
-        # A worker normally exits with its parent; one that did not is killed by its own PID.
-        for pid, started in sorted(self._workers):
-            if not _wait_gone(pid, started, KILL_TIMEOUT):
-                _kill_if_same(pid, started)
-                _wait_gone(pid, started, KILL_TIMEOUT)
-        self._reader.join(KILL_TIMEOUT)
-        stdout: IO[bytes] | None = self.proc.stdout
-        if stdout is not None:
-            stdout.close()
-
-    def _note_workers(self) -> None:
-        if self.proc.poll() is None:
-            self._workers.update(_descendants(self.proc.pid))
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        if self._port_line is not None:
-            if not self._ready.wait(timeout):
-                raise RuntimeError(f"the server did not start within {timeout} s; {self.describe()}")
-            if not self.port:
-                raise RuntimeError(f"the server exited before it was ready; {self.describe()}")
-        else:
-            while not _accepts(self.port):
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the server exited before it was ready; {self.describe()}")
-                if time.monotonic() >= deadline:
-                    raise RuntimeError(f"the server did not listen within {timeout} s; {self.describe()}")
-                time.sleep(POLL_INTERVAL)
-        self._note_workers()
-
-    def _drain(self) -> None:
-        stdout = self.proc.stdout
-        assert stdout is not None
-        try:
-            for raw in iter(stdout.readline, b""):
-                line = raw.decode("utf-8", "replace")
-                with self._lock:
-                    self._lines.append(line)
-                if self._port_line is not None and not self.port:
-                    match = self._port_line.search(line)
-                    if match:
-                        self.port = int(match.group(1))
-                        self._ready.set()
-        except (OSError, ValueError):  # the pipe was closed under us at teardown
-            pass
-        finally:
-            self._ready.set()
+#: A running server of this tier (the runner's :class:`~tests.support.process.ServerProcess`).
+Server = ServerProcess
 
 
 @contextmanager
@@ -372,120 +259,25 @@ def run_server(
     startup_timeout: float = STARTUP_TIMEOUT,
 ) -> Iterator[Server]:
     """Run ``server`` (see :func:`server_spec`) with ``app_ref`` on 127.0.0.1, on an OS-chosen
-    port, with the repository root as its cwd.
+    port (granian: a reserved one), with the repository root as its cwd.
 
     ``profile`` (a name of :data:`PROFILES`) adds that server's options for it (none, if the
     server has no such option); ``extra_args`` are appended after them.
     """
     spec = server_spec(server)
-    env = {**os.environ, RECORDS_ENV: str(records_path), "PYTHONUNBUFFERED": "1"}
-    reserved: socket.socket | None = None
-    port = 0
-    if spec.port_line is None:
-        reserved = _reserve_port()
-        port = reserved.getsockname()[1]
-    try:
-        argv = [*spec.argv(app_ref, port, profile), *extra_args]
-        options = argv[len(spec.command(app_ref, port)) :]
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _RESET_SIGNALS_THEN_EXEC, "-m", *argv],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            # Own session: a Ctrl-C in the terminal reaches pytest, which stops the server itself.
-            start_new_session=True,
-        )
-        instance = Server(proc, " ".join([spec.name, app_ref, *options]), spec.port_line)
-        instance.port = port
-        try:
-            instance._wait_ready(startup_timeout)
-            yield instance
-        finally:
-            instance.stop()
-    finally:
-        if reserved is not None:
-            reserved.close()
 
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", *spec.argv(app_ref, port, profile), *extra_args]
 
-def _reserve_port() -> socket.socket:
-    # Bound, never listening: it holds the port and receives no connection.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(("127.0.0.1", 0))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-# Worker processes, by PID and start time (so that a recycled PID is never signalled).
-
-
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent PID, start time) of a process, from /proc; None if it is gone (or no /proc)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces.
-    fields = text[text.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie has exited
-        return None
-    return int(fields[1]), int(fields[19])
-
-
-def _descendants(pid: int) -> set[tuple[int, int]]:
-    children: dict[int, list[tuple[int, int]]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return set()
-    for entry in entries:
-        if entry.isdigit():
-            stat = _stat(int(entry))
-            if stat is not None:
-                children.setdefault(stat[0], []).append((int(entry), stat[1]))
-    found: set[tuple[int, int]] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child[0])
-    return found
-
-
-def _alive(pid: int, started: int) -> bool:
-    stat = _stat(pid)
-    return stat is not None and stat[1] == started
-
-
-def _wait_gone(pid: int, started: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid, started):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_INTERVAL)
-    return True
-
-
-def _kill_if_same(pid: int, started: int) -> None:
-    if _alive(pid, started):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    options = [*spec.argv(app_ref, 0, profile), *extra_args][len(spec.command(app_ref, 0)) :]
+    with run_process(
+        command,
+        startup_timeout=startup_timeout,
+        name=" ".join([spec.name, app_ref, *options]),
+        port_line=spec.port_line,
+        env={RECORDS_ENV: str(records_path)},
+    ) as instance:
+        yield instance
 
 
 #: The fields of a record (``CloseContext.to_dict()``) that say how a connection ended: the
@@ -508,6 +300,36 @@ CLOSE_FIELDS = (
     "server",
     "unknown",
 )
+
+
+#: What a record's :data:`CLOSE_FIELDS` hold when nothing set them.
+_UNSET_FIELDS: dict[str, Any] = {
+    "state": "CLOSED",
+    "initiator": None,
+    "code": None,
+    "reason": "",
+    "clean": None,
+    "received": None,
+    "sent": None,
+    "requested": None,
+    "received_then_sent": None,
+    "sends_after_close": 0,
+    "error": None,
+    "http_status": None,
+    "messages_received": None,
+    "messages_sent": None,
+    "server": None,
+    "unknown": [],
+}
+
+
+def record_fields(**fields: Any) -> dict[str, Any]:
+    """An expected record's :data:`CLOSE_FIELDS`: ``fields``, and what nothing set for the rest
+    (state ``CLOSED``, reason ``""``, no sends after the close, nothing unknown, else ``None``)."""
+    unknown = set(fields) - set(CLOSE_FIELDS)
+    if unknown:
+        raise TypeError(f"not close fields: {sorted(unknown)}")
+    return {**_UNSET_FIELDS, **fields}
 
 
 def close_fields(record: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_ws_close import WebSocketCloseMiddleware, get_close_context
 from asgi_ws_close.starlette import CloseAwareEndpoint
-from tests.frameworkapps.emit import emit, on_close
+from tests.support.frameworkapps.emit import echo_until_close, emit, on_close
 
 __all__ = ["Endpoint", "app", "routes"]
 
@@ -42,13 +42,7 @@ async def docs_route(websocket: WebSocket) -> None:
     # The pattern of Starlette's docs, with the context read where the disconnect is handled.
     await websocket.accept()
     try:
-        while True:
-            data = await websocket.receive_text()
-            if data == "close":
-                await websocket.close(4003, "nope")
-                await websocket.receive()  # the server's answer to the app's close
-                break
-            await websocket.send_text(data)
+        await echo_until_close(websocket)
     except WebSocketDisconnect as exc:
         emit("handler", websocket.scope, get_close_context(websocket), exc_code=exc.code, exc_reason=exc.reason)
     else:

@@ -14,7 +14,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.frameworkapps.server import Server
+from tests.support.frameworkapps.server import Server
 
 __all__ = ["TIMEOUT", "app_closes", "assert_closed", "client_closes", "client_drops", "tagged"]
 

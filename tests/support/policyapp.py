@@ -1,6 +1,6 @@
 """Starlette apps for the real-server tests of the close policies (tests/test_policies_servers.py).
 
-One app per policy configuration, ``tests.policyapp:<name>_app``:
+One app per policy configuration, ``tests.support.policyapp:<name>_app``:
 
 * ``default_app``: no policy (``invalid_close="pass"``), the baseline every policy is compared to;
 * ``fix_app``: ``invalid_close="fix"``;
@@ -13,14 +13,14 @@ One app per policy configuration, ``tests.policyapp:<name>_app``:
   with an invalid close is repaired before it goes out).
 
 They all serve the same routes, and each can be run on its own. The tests run
-``tests.policyapp:app``: it hands each connection, untouched (same scope, receive and send), to
+``tests.support.policyapp:app``: it hands each connection, untouched (same scope, receive and send), to
 the app its ``?app=`` query parameter names (``default``, ``fix``, ...), so that one uvicorn
 per WebSocket implementation serves every configuration. Every connection carries a
 test-chosen ``id`` query parameter; the handler (once it has seen what it waits for) and the
 ``on_close`` hook each append one JSON line,
 ``{"id": ..., "source": "handler" | "on_close", "record": CloseContext.to_dict(), ...}``, to
 the file named by the ``ASGI_WS_CLOSE_RECORDS`` environment variable (the one
-``tests/servers.py`` sets). The handler's line also says what the app saw: the exception a
+``tests/support/servers.py`` sets). The handler's line also says what the app saw: the exception a
 ``send()`` raised (``send_error``) and the follow-up ``websocket.disconnect`` (``disconnect``).
 
 Where Starlette would refuse a message itself (a second close, a send after close), the
@@ -43,7 +43,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
-from tests.serverapp import RECORDS_ENV
+from tests.support.serverapp import RECORDS_ENV
 
 __all__ = [
     "APPS",

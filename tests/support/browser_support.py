@@ -1,8 +1,7 @@
 """Helpers for the browser tests: the demo as a uvicorn subprocess, Debian's Chromium, PNG checks.
 
-* :func:`run_demo` starts ``python -m examples.demo --port 0`` (the README's command, on a free
-  port), learns the port from uvicorn's "Uvicorn running on" line, keeps draining its output in
-  a thread, and stops it by its own PID.
+* :func:`run_demo` runs ``python -m examples.demo`` with ``PORT=0`` (the README's command, on a
+  free port) with the tiers' runner, :mod:`tests.support.process`.
 * :func:`launch_chromium` starts ``/usr/bin/chromium`` through Playwright with a fresh profile,
   and finds the browser's PID (Playwright for Python does not expose it) so that a test can
   kill exactly that process: :func:`kill_chromium`.
@@ -17,9 +16,7 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.support.process import REPO_ROOT, ServerProcess, running
 
 try:
     from playwright.sync_api import Locator, Page, expect
@@ -55,8 +54,6 @@ __all__ = [
     "run_demo",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 #: Debian's Chromium (``apt-get install chromium``): Playwright's own download is not possible here.
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 #: Headless, and nothing that would reach the network on its own (no QUIC, no component or
@@ -73,14 +70,11 @@ CHROMIUM_ARGS = [
 ]
 
 STARTUP_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 RECORD_TIMEOUT = 10.0
 POLL_INTERVAL = 0.02
 
 # The utility process that owns the sockets.
 NETWORK_SERVICE = "--utility-sub-type=network.mojom.NetworkService"
-
-_RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 def require_browser() -> None:
@@ -107,33 +101,15 @@ def require_browser() -> None:
 # ----- the demo server -----
 
 
-class DemoServer:
+class DemoServer(ServerProcess):
     """The demo running under uvicorn in a subprocess: its URL, PID, log and close records."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self.port = 0
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._drain, name=f"demo-{proc.pid}-output", daemon=True)
-        self._reader.start()
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def url(self, path: str = "/") -> str:
-        return self.base_url + path
-
-    def log(self) -> str:
-        """What the server has printed so far (stdout and stderr)."""
-        with self._lock:
-            return "".join(self._lines)
-
-    def describe(self) -> str:
-        """A failure message footer: the server's PID and log."""
-        return f"demo server (pid {self.proc.pid}) log:\n{self.log()}"
+    def url(self, path: str = "/", scheme: str = "http") -> str:
+        return super().url(path, scheme)
 
     def api_closes(self) -> dict[str, Any]:
         """``GET /api/closes``: ``{"server": ..., "limit": ..., "records": [newest first]}``."""
@@ -156,60 +132,13 @@ class DemoServer:
                 raise AssertionError(f"no close record for cid {cid!r} within {timeout} s; {self.describe()}")
             time.sleep(POLL_INTERVAL)
 
-    def stop(self) -> None:
-        """SIGTERM the server, wait, SIGKILL it if it is still there; reap it."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        self._reader.join(STOP_TIMEOUT)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def _drain(self) -> None:
-        # Keep reading, so that a chatty server never blocks on a full pipe.
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace")
-            with self._lock:
-                self._lines.append(line)
-            if not self._ready.is_set():
-                match = _RUNNING.search(line)
-                if match:
-                    self.port = int(match.group(1))
-                    self._ready.set()
-        self._ready.set()  # the process ended: stop waiting
-
-    def _wait_ready(self) -> None:
-        if not self._ready.wait(STARTUP_TIMEOUT) or not self.port:
-            self.stop()
-            raise AssertionError(f"the demo did not start within {STARTUP_TIMEOUT} s; {self.describe()}")
-
 
 @contextmanager
 def run_demo(ws: str | None = None) -> Iterator[DemoServer]:
     """Run ``python -m examples.demo --port 0`` from the repository root (``WS=ws`` if given)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HOST": "127.0.0.1", "PORT": "0"}
-    env.pop("WS", None)
-    if ws is not None:
-        env["WS"] = ws
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    server = DemoServer(proc)
-    try:
-        server._wait_ready()
+    env = {"HOST": "127.0.0.1", "PORT": "0", "WS": ws}
+    with running(DemoServer([sys.executable, "-m", "examples.demo"], name="demo", env=env), STARTUP_TIMEOUT) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # ----- the page -----

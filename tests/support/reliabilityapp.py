@@ -1,9 +1,9 @@
 """The apps and the client-side helpers of the reliability tier (faults, load, hostile input).
 
-Server side: uvicorn loads ``tests.reliabilityapp:app`` or ``tests.reliabilityapp:hostile_app``.
+Server side: uvicorn loads ``tests.support.reliabilityapp:app`` or ``tests.support.reliabilityapp:hostile_app``.
 Both are pure ASGI routers (no framework, so that every message is the test's own) wrapped in
 :class:`WebSocketCloseMiddleware` with :func:`on_close`, which appends one JSON line per
-connection to the file named by ``ASGI_WS_CLOSE_RECORDS`` (``tests/servers.py`` sets it)::
+connection to the file named by ``ASGI_WS_CLOSE_RECORDS`` (``tests/support/servers.py`` sets it)::
 
     {"id": ..., "source": "on_close", "record": CloseContext.to_dict(), "current": true,
      "scoped": true, "pid": ...}
@@ -67,7 +67,7 @@ from urllib.parse import parse_qs
 from asgi_ws_close import SCOPE_KEY, CloseContext, WebSocketCloseMiddleware, current_close_context, get_close_context
 from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import ASGIApp, Message, Receive, Scope, Send
-from tests.serverapp import RECORDS_ENV
+from tests.support.serverapp import RECORDS_ENV
 
 __all__ = [
     "FIGURES_ENV",
@@ -524,16 +524,30 @@ def wait_for_on_close(
         time.sleep(0.02)
 
 
+#: Readings of /gc in a row, 0.1 s apart, in which the allocated blocks did not fall: settled.
+SETTLE_READINGS = 3
+
+
 def wait_quiescent(port: int, timeout: float) -> dict[str, Any]:
-    """The server's /gc figures once no CloseContext is alive, or after ``timeout`` s.
+    """The server's /gc figures once no CloseContext is alive and its memory has settled, or
+    after ``timeout`` s.
 
     The hooks run before the app's task returns and uvicorn lets go of the connection, so the
-    last connections' contexts may live a moment after their records are written: poll.
+    last connections' contexts may live a moment after their records are written: poll. And
+    on a busy machine the server finishes closing transports a while after that: poll on until
+    the allocated blocks have not fallen for :data:`SETTLE_READINGS` readings in a row.
     """
     deadline = time.monotonic() + timeout
+    lowest: int | None = None
+    steady = 0
     while True:
         stats = fetch_json(port, "/gc")
-        if (stats["contexts"] == 0 and stats["trackers"] == 0) or time.monotonic() >= deadline:
+        if stats["contexts"] == 0 and stats["trackers"] == 0:
+            steady = steady + 1 if lowest is not None and stats["blocks"] >= lowest else 0
+            lowest = stats["blocks"] if lowest is None else min(lowest, stats["blocks"])
+            if steady >= SETTLE_READINGS:
+                return stats
+        if time.monotonic() >= deadline:
             return stats
         time.sleep(0.1)
 

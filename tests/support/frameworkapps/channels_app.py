@@ -18,11 +18,11 @@ from django.core.asgi import get_asgi_application
 from django.urls import path
 
 from asgi_ws_close import WebSocketCloseMiddleware, get_close_context
-from tests.frameworkapps.emit import emit, on_close
+from tests.support.frameworkapps.emit import emit, on_close
 
 __all__ = ["AsyncEcho", "CopyingMiddleware", "SyncEcho", "application", "websocket_urlpatterns"]
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.frameworkapps.django_settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.support.frameworkapps.django_settings")
 django_asgi_app = get_asgi_application()  # django.setup()
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisc
 
 from asgi_ws_close import WebSocketCloseMiddleware
 from asgi_ws_close.fastapi import CloseContextDep
-from tests.frameworkapps.emit import emit, on_close
+from tests.support.frameworkapps.emit import echo_until_close, emit, on_close
 
 __all__ = ["app", "bare", "router", "sub", "tracked"]
 
@@ -26,14 +26,7 @@ async def token(token: Annotated[str, Query()] = "ok") -> str:
 async def echo_until_end(websocket: WebSocket, close: CloseContextDep, **extra: Any) -> None:
     await websocket.accept()
     try:
-        while True:
-            text = await websocket.receive_text()
-            if text == "close":
-                await websocket.close(4003, "nope")
-                # uvicorn answers the app's close with a disconnect: wait for it.
-                await websocket.receive()
-                break
-            await websocket.send_text(text)
+        await echo_until_close(websocket)
     except WebSocketDisconnect:
         pass
     emit("handler", websocket.scope, close, **extra)
