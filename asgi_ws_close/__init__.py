@@ -27,6 +27,7 @@ import importlib
 import warnings
 from typing import Any
 
+from . import codes
 from ._codes import Close, CloseCode
 from ._context import SCOPE_KEY, current_close_context, get_close_context
 from ._middleware import InvalidClosePolicy, WebSocketCloseMiddleware
@@ -54,24 +55,10 @@ __all__ = [
     "get_close_context",
 ]
 
-# Names that 0.1.0 exported from here: where each lives now.
+# Names that 0.1.0 exported from here: where each lives now (the code helpers: every name of
+# asgi_ws_close.codes that is not also here).
 _MOVED = {
-    **dict.fromkeys(
-        (
-            "CLOSE_CODE_EXPLANATIONS",
-            "CODE_LABELS",
-            "ELLIPSIS",
-            "MAX_REASON_BYTES",
-            "MAX_REASON_LENGTH",
-            "OK_CLOSE_CODES",
-            "close_violation",
-            "code_label",
-            "is_valid_close_code",
-            "sanitize_reason",
-            "truncate_reason",
-        ),
-        "asgi_ws_close.codes",
-    ),
+    **dict.fromkeys(sorted(set(codes.__all__) - set(__all__)), "asgi_ws_close.codes"),
     # Internals: the middleware's own, not an API.
     "CloseTracker": "asgi_ws_close._tracker",
     "SERVERS": "asgi_ws_close._servers",

@@ -195,8 +195,8 @@ def _open(middleware: WebSocketCloseMiddleware, scope: Scope, receive: Receive, 
     # The connection's object, made here rather than in __call__ (the arguments' expression
     # would deepen __call__'s value stack, 8 bytes a slot in every open connection's frame),
     # and without calling its class: object.__new__ and the stores of _Connection.__init__,
-    # inline, cost less than the class's call. Keep them alike (the tests check that
-    # __init__ starts as a CloseTracker does).
+    # inline, cost less than the class's call. Keep them alike (the tests check that a
+    # connection made here starts as a CloseTracker does).
     quirks, subject = locate_server(send, scope)
     only = middleware._quirks
     if only is not None and only is not quirks:
@@ -385,23 +385,7 @@ class _Connection(_Tracking, CloseContext):
         self._subject = subject if quirks.probe is not None else None
         # on_close hooks, this middleware's and those of nested instances that share it.
         self._hooks = hooks
-        # What _Tracking._begin does, inline (the tests check that both start alike). The
-        # middleware makes its connections with _open, which does the same as this method,
-        # inline too: keep the three alike.
-        self.quirks = quirks
-        self.http_version = http_version
-        self.state = CONNECTING
-        self.initiator = None
-        self._close = None
-        self._rare = None
-        self.received_then_sent = None
-        self._clean = True
-        self.error = None
-        self._outcome = None
-        self.opened_at = _wall_clock()
-        self._started = _monotonic()
-        self._ends = None
-        self.finished = False
+        self._begin(quirks, http_version)
 
     @property
     def _tracker(self) -> _Connection:  # type: ignore[override]
@@ -495,47 +479,32 @@ class _Connection(_Tracking, CloseContext):
 class _CountingConnection(_Connection):
     """A `_Connection` that also counts the data messages (`count_messages=True`)."""
 
-    # The same two methods with a counter each, rather than one flag tested on every message.
+    # The two methods with a counter each, rather than one flag tested on every message of
+    # every connection.
     __slots__ = COUNTER_SLOTS
 
-    def __init__(
-        self,
-        found: tuple[ServerQuirks, Any],
-        only: ServerQuirks | None,
-        http_version: str | None,
-        receive: Receive,
-        send: Send,
-        hooks: tuple[OnClose, ...],
-    ) -> None:
+    def __init__(self, *args: Any) -> None:
         self.messages_received = 0
         self.messages_sent = 0
-        super().__init__(found, only, http_version, receive, send, hooks)
+        super().__init__(*args)
 
     async def receive_with_tracking(self) -> Message:
-        message = await self._receive()
+        message = await _Connection.receive_with_tracking(self)
         try:
-            kind = message["type"]
+            if message["type"] == "websocket.receive":
+                self.messages_received += 1  # type: ignore[operator]
         except Exception:  # not an ASGI message: the app's to judge, never ours to raise
-            return message
-        if kind == "websocket.receive":
-            self.messages_received += 1  # type: ignore[operator]
-        elif kind == "websocket.disconnect":
-            kind = None if self._subject is None else self.wire(message)
-            self._disconnect(message, kind)
+            pass
         return message
 
     def send_with_tracking(self, message: Message) -> Awaitable[None]:
         try:
-            kind = message["type"]
+            if message["type"] == "websocket.send" and self.state is OPEN:
+                # Counted as handed to the server (the next line hands it over).
+                self.messages_sent += 1  # type: ignore[operator]
         except Exception:  # the server will tell the app what is wrong with it
-            kind = None
-        if kind == "websocket.send" and self.state is OPEN:
-            self.messages_sent += 1  # type: ignore[operator]
-            return self._send(message)
-        if kind == "websocket.accept" and self.state is CONNECTING:
-            self.state = _ACCEPTED
-            return self._send(message)
-        return self._forward(message, kind)
+            pass
+        return _Connection.send_with_tracking(self, message)
 
 
 def _mark_coroutine_function(func: Callable[..., Any]) -> None:

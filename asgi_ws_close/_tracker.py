@@ -212,6 +212,16 @@ FACT_SLOTS = (
 COUNTER_SLOTS = ("messages_received", "messages_sent")
 
 
+def _app_close_of(message: Mapping[str, Any]) -> tuple[int, str]:
+    # The (code, reason) of the app's websocket.close: ASGI defaults them to 1000 and "".
+    code = message.get("code")
+    reason = message.get("reason")
+    return (
+        code if type(code) is int else _code_of(message, CloseCode.NORMAL_CLOSURE),
+        reason if type(reason) is str else _reason_of(message),
+    )
+
+
 class _Rare:
     """The facts few connections have: made for those only (see `_Tracking._more`)."""
 
@@ -659,13 +669,7 @@ class _Tracking:
         # The app's own close of an OPEN connection (the common case, no policy): what
         # _app_close records for it, with fewer questions asked.
         self.state = _CLOSING_BY_APP
-        # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
-        code = message.get("code")
-        reason = message.get("reason")
-        self._close = (
-            code if type(code) is int else _code_of(message, CloseCode.NORMAL_CLOSURE),
-            reason if type(reason) is str else _reason_of(message),
-        )
+        self._close = _app_close_of(message)
         self.initiator = "app"
         self._outcome = "app_closed"
         self.received_then_sent = False
@@ -679,13 +683,7 @@ class _Tracking:
             self._transition(_Event.CLOSE)
         else:
             self.state = new_state
-        # ASGI: websocket.close "code" defaults to 1000, "reason" to "".
-        code = message.get("code")
-        reason = message.get("reason")
-        self._close = (
-            code if type(code) is int else _code_of(message, CloseCode.NORMAL_CLOSURE),
-            reason if type(reason) is str else _reason_of(message),
-        )
+        self._close = _app_close_of(message)
         if requested is not message:
             self._more().requested = _close_of(requested)
         self.initiator = "app"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
-__all__ = ["ASGIApp", "Initiator", "Message", "Outcome", "Receive", "Scope", "Send"]
+__all__ = ["ASGIApp", "Initiator", "Message", "Outcome", "Receive", "Scope", "Send", "WebSocketObserver"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,3 +37,20 @@ Outcome = Literal[
     "server_shutdown",
     "server_error",
 ]
+
+
+class WebSocketObserver:
+    """A pure ASGI wrapper that acts on `websocket` scopes only: every other scope passes
+    straight through to `app`. Subclasses define `websocket(scope, receive, send)`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        await self.websocket(scope, receive, send)
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError  # pragma: no cover - each subclass defines it

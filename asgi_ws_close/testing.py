@@ -63,7 +63,7 @@ from ._context import SCOPE_KEY
 from ._middleware import WebSocketCloseMiddleware, _app_ended, _CountingConnection
 from ._record import CloseContext, CloseRecord
 from ._servers import GENERIC
-from ._types import ASGIApp, Receive, Scope, Send
+from ._types import ASGIApp, Receive, Scope, Send, WebSocketObserver
 
 __all__ = ["CloseCapture", "capture_closes"]
 
@@ -211,17 +211,14 @@ def capture_closes(app: Any) -> Iterator[CloseCapture]:
         )
 
 
-class _CaptureApp:
+class _CaptureApp(WebSocketObserver):
     # An observer, not a middleware: the app gets the same scope, and the capture's own
     # tracker is only read when the app has no context of its own.
     def __init__(self, app: ASGIApp, capture: CloseCapture) -> None:
-        self.app = app
+        super().__init__(app)
         self.capture = capture
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The middleware's own bookkeeping, so that a capture without it reads the same.
         tracker = _CountingConnection((GENERIC, None), None, None, receive, send, ())
         try:

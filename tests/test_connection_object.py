@@ -9,7 +9,7 @@ import gc
 from typing import Any
 
 from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
-from asgi_ws_close._middleware import _Connection, _CountingConnection
+from asgi_ws_close._middleware import _Connection, _CountingConnection, _open
 from asgi_ws_close._servers import GENERIC, _opaque, locate_server
 from asgi_ws_close._tracker import CloseTracker
 from asgi_ws_close._types import Message, Receive, Scope, Send
@@ -30,14 +30,26 @@ def _facts(context: CloseContext) -> dict[str, Any]:
 
 
 def test_a_connection_starts_with_the_facts_of_a_tracker() -> None:
-    # _Connection.__init__ sets what _Tracking._begin sets, inline: they must not drift apart.
-    for cls, counting in ((_Connection, False), (_CountingConnection, True)):
-        connection = cls((GENERIC, None), None, "1.1", _noop_receive, _noop_send, ())
+    # The middleware makes its connections with _open, which sets what _Tracking._begin sets,
+    # inline: they must not drift apart. (The classes' own __init__ calls _begin.)
+    for counting in (False, True):
+        middleware = WebSocketCloseMiddleware(_noop_app, count_messages=counting)
+        scope: Scope = {"type": "websocket", "http_version": "1.1"}
+        made = (
+            _open(middleware, scope, _noop_receive, _noop_send),
+            middleware._connection((GENERIC, None), None, "1.1", _noop_receive, _noop_send, ()),
+        )
         tracker = CloseTracker(count_messages=counting, http_version="1.1")
-        assert _facts(connection) == _facts(CloseContext._of(tracker))
-        assert connection.finished is tracker.finished is False
-        assert connection.abnormal is tracker.abnormal is False
-        assert isinstance(connection.opened_at, float) and connection.duration is None
+        for connection in made:
+            assert type(connection) is (_CountingConnection if counting else _Connection)
+            assert _facts(connection) == _facts(CloseContext._of(tracker))
+            assert connection.finished is tracker.finished is False
+            assert connection.abnormal is tracker.abnormal is False
+            assert isinstance(connection.opened_at, float) and connection.duration is None
+
+
+async def _noop_app(scope: Scope, receive: Receive, send: Send) -> None:
+    return None
 
 
 class _Server:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._sanitize import CODE_LABELS, ELLIPSIS, MAX_REASON_LENGTH, code_label, sanitize_reason
-from .._types import ASGIApp, Receive, Scope, Send
+from .._types import ASGIApp, Receive, Scope, Send, WebSocketObserver
 
 __all__ = ["CODE_LABELS", "DEFAULT_DURATION_BUCKETS", "ELLIPSIS", "MAX_REASON_LENGTH", "code_label", "sanitize_reason"]
 
@@ -63,7 +63,7 @@ class _ConnectionsMiddleware:
         return _ConnectionsInProgress(app, self._add)
 
 
-class _ConnectionsInProgress:
+class _ConnectionsInProgress(WebSocketObserver):
     """Wrap an app so that `add(1)` and `add(-1)` bracket each WebSocket connection.
 
     `add(-1)` runs however the app's call ends: returned, raised or cancelled. Other scopes
@@ -72,13 +72,10 @@ class _ConnectionsInProgress:
     """
 
     def __init__(self, app: ASGIApp, add: Callable[[int], object]) -> None:
-        self.app = app
+        super().__init__(app)
         self._add = add
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._add(1)
         try:
             await self.app(scope, receive, send)
