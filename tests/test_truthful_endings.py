@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import types
 from collections import deque
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 
 from asgi_ws_close import CloseContext, WebSocketCloseMiddleware, get_close_context
-from asgi_ws_close._servers import GENERIC, SERVERS, detect_server, locate_server
+from asgi_ws_close._servers import GENERIC, SERVERS, UNKNOWN_CLOSE, detect_server, locate_server
 from asgi_ws_close._types import Message, Receive, Scope, Send
 from tests.support.asgi import CONNECT, OUTCOMES, echo
 
@@ -661,3 +662,109 @@ def test_a_denial_reads_the_same_whatever_uvicorn_reports_after_it(code: int) ->
     context = run(deny, protocol, [CONNECT, {"type": "websocket.disconnect", "code": code}])
     summary = (context.state.name, context.outcome, context.code, context.http_status)
     assert summary == ("REJECTED", "rejected", 1006, 401)
+
+
+# Edges of the probes and of server detection.
+
+
+def test_the_unknown_close_says_what_it_is() -> None:
+    assert repr(UNKNOWN_CLOSE) == "UNKNOWN_CLOSE"
+
+
+def test_wsproto_a_queued_disconnect_is_found_behind_data() -> None:
+    # The app never read its queue: a text message, then the client's close.
+    queued: list[Message] = [
+        {"type": "websocket.receive", "text": "unread"},
+        {"type": "websocket.disconnect", "code": 4003, "reason": "gone"},
+    ]
+    protocol = wsproto_protocol(WsprotoState.CLOSED, close_sent=False, queued=queued)
+    context = run(only_sends, protocol, [CONNECT])
+    assert (context.outcome, context.initiator, context.code, context.reason) == (
+        "client_closed",
+        "client",
+        4003,
+        "gone",
+    )
+
+
+@pytest.mark.parametrize(
+    ("disconnect", "want"),
+    [
+        pytest.param({"code": 1012}, ("server_shutdown", 1012, "", True), id="shutdown-1012"),
+        pytest.param(
+            {"code": 1009, "reason": "message too big"}, ("server_error", 1009, "message too big", False), id="1009"
+        ),
+    ],
+)
+def test_wsproto_its_own_reported_closes(disconnect: dict[str, Any], want: tuple[Any, ...]) -> None:
+    # uvicorn sent these closes itself (close_sent) and reports them in the disconnect.
+    protocol = wsproto_protocol(WsprotoState.LOCAL_CLOSING, close_sent=True)
+    context = run(echo, protocol, [CONNECT, {"type": "websocket.disconnect", **disconnect}])
+    assert (context.outcome, context.code, context.reason, context.clean) == want
+    assert context.initiator == "server"
+
+
+def test_hypercorn_closing_on_its_own_is_a_message_too_big() -> None:
+    context = run(only_sends, hypercorn_stream(WsprotoState.LOCAL_CLOSING, closed=False), [CONNECT])
+    assert (context.outcome, context.initiator, context.code, context.clean) == ("server_error", "server", 1009, False)
+
+
+class _Unhashable:
+    __hash__ = None  # type: ignore[assignment]
+
+    async def __call__(self, message: Message) -> None:
+        return None
+
+
+def test_detection_of_sends_that_hide_no_server() -> None:
+    async def plain(message: Message) -> None:
+        return None
+
+    class Other:
+        async def send(self, message: Message) -> None:
+            return None
+
+    scope: Scope = {"type": "websocket"}
+    for send in (plain, Other().send, _Unhashable()):
+        for _ in range(2):  # the second time from the cache of sends searched before
+            quirks, subject = locate_server(send, scope)
+            assert (quirks.name, subject) in {("generic", None), ("uvicorn", None)}
+            assert locate_server(send, None) == (GENERIC, None)
+
+
+def test_an_empty_closure_cell_is_skipped() -> None:
+    def make() -> Any:
+        async def send(message: Message) -> None:
+            return later(message)
+
+        return send
+
+    send = make()
+    assert locate_server(send, None) == (GENERIC, None)
+    later = None
+
+
+@pytest.mark.parametrize(
+    ("imported", "extensions", "want"),
+    [
+        pytest.param({"granian"}, {"http.response.pathsend": {}}, "granian", id="granian"),
+        pytest.param({"hypercorn"}, {}, "hypercorn", id="hypercorn"),
+        pytest.param(set(), {}, "generic", id="none-imported"),
+    ],
+)
+def test_the_scope_fingerprint(
+    monkeypatch: pytest.MonkeyPatch, imported: set[str], extensions: dict[str, Any], want: str
+) -> None:
+    # A send that hides the server's callable: the scope and the imported servers decide.
+    for name in ("uvicorn", "daphne", "granian", "hypercorn"):
+        if name in imported:
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+        else:
+            monkeypatch.delitem(sys.modules, name, raising=False)
+
+    async def hidden(message: Message) -> None:
+        return None
+
+    # hypercorn and granian announce spec 2.3.
+    scope: Scope = {"type": "websocket", "asgi": {"version": "3.0", "spec_version": "2.3"}, "extensions": extensions}
+    assert locate_server(hidden, scope)[0].name == want
