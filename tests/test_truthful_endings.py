@@ -768,3 +768,81 @@ def test_the_scope_fingerprint(
     # hypercorn and granian announce spec 2.3.
     scope: Scope = {"type": "websocket", "asgi": {"version": "3.0", "spec_version": "2.3"}, "extensions": extensions}
     assert locate_server(hidden, scope)[0].name == want
+
+
+class _SlottedServer:
+    """A server-like object of no known server, with no instance dict: its send is searched
+    once, then answered from the cache."""
+
+    __slots__ = ()
+
+    async def send(self, message: Message) -> None:
+        return None
+
+
+def test_a_send_searched_before_is_answered_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    scope: Scope = {"type": "websocket", "asgi": {"version": "3.0", "spec_version": "2.3"}, "extensions": {}}
+    monkeypatch.setitem(sys.modules, "hypercorn", types.ModuleType("hypercorn"))
+    monkeypatch.delitem(sys.modules, "granian", raising=False)
+    first = locate_server(_SlottedServer().send, scope)  # searched: nothing; the scope tells
+    assert first == (SERVERS["hypercorn"], None)
+    # From the cache: the scope still tells; without one, nothing does.
+    assert locate_server(_SlottedServer().send, scope) == first
+    assert locate_server(_SlottedServer().send, None) == (GENERIC, None)
+    # No server whose scope is known is imported: the scope is not read.
+    for name in ("uvicorn", "daphne", "granian", "hypercorn"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert locate_server(_SlottedServer().send, scope) == (GENERIC, None)
+
+
+def test_wsproto_a_lost_connection_with_nothing_queued_is_a_drop() -> None:
+    # No disconnect queued (no close frame came), the transport closing: the connection was lost.
+    protocol = wsproto_protocol(WsprotoState.OPEN, close_sent=False, queued=[])
+    context = run(only_sends, protocol, [CONNECT])
+    assert (context.outcome, context.initiator, context.code) == ("dropped", None, 1006)
+
+
+def test_wsproto_a_1012_with_a_reason_after_uvicorn_closed_is_its_shutdown() -> None:
+    protocol = wsproto_protocol(WsprotoState.LOCAL_CLOSING, close_sent=True)
+    context = run(echo, protocol, [CONNECT, {"type": "websocket.disconnect", "code": 1012, "reason": "restart"}])
+    assert (context.outcome, context.initiator, context.code) == ("server_shutdown", "server", 1012)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "want"),
+    [
+        # daphne's own websocket_timeout close, answered by the client.
+        pytest.param(
+            {"closedByMe": True, "wasClean": True, "localCloseCode": 1000, "remoteCloseCode": 1000},
+            ("server_timeout", "server", 1000),
+            id="its-timeout-close",
+        ),
+        # The same, never answered: no close received.
+        pytest.param(
+            {"closedByMe": True, "wasClean": False, "localCloseCode": 1000},
+            ("server_timeout", "server", 1000),
+            id="no-answer",
+        ),
+        # autobahn dropped the connection for a protocol error.
+        pytest.param(
+            {"droppedByMe": True, "wasNotCleanReason": "invalid close code"},
+            ("server_error", "server", 1006),
+            id="drop",
+        ),
+    ],
+)
+def test_daphne_its_own_endings(attributes: dict[str, Any], want: tuple[Any, ...]) -> None:
+    context = run(echo, daphne_protocol(**attributes), [CONNECT, {**DISCONNECT_1006}])
+    assert (context.outcome, context.initiator, context.code) == want
+
+
+def test_the_scope_fingerprint_with_both_hypercorn_and_granian_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    # spec 2.3 without granian's pathsend extension, and granian imported: not told apart.
+    for name in ("granian", "hypercorn"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+
+    async def hidden(message: Message) -> None:
+        return None
+
+    scope: Scope = {"type": "websocket", "asgi": {"version": "3.0", "spec_version": "2.3"}, "extensions": {}}
+    assert locate_server(hidden, scope)[0] is GENERIC
