@@ -402,23 +402,24 @@ class _Tracking:
             return
         if state >= CLOSED:
             return  # it ended before the app did: nothing more to record
-        if self._transition(_Event.APP_EXIT):
-            self.initiator = "app"
-            if state is CONNECTING:
-                self._outcome = "rejected" if error is None else "app_error"
-                self._more().http_status = self.quirks.rejection_status
-                self._more().abnormal = True
-                self._clean = False
-                return
-            if state is OPEN:
-                self._outcome = "app_closed" if error is None else "app_error"
-            if state is OPEN and error is None and self.quirks.return_leaves_open:
-                # daphne keeps the connection open until the client goes, and never says how.
-                self._more().unknown = _END_UNKNOWN
-            elif state is OPEN:
-                # The app ended without closing: the server closes the connection, with a
-                # close frame of its own or (uvicorn) without any.
-                self._end_by_server(self.quirks.return_close if error is None else self.quirks.error_close)
+        # Every state before the end has an APP_EXIT transition (TRANSITIONS).
+        self._transition(_Event.APP_EXIT)
+        self.initiator = "app"
+        if state is CONNECTING:
+            self._outcome = "rejected" if error is None else "app_error"
+            self._more().http_status = self.quirks.rejection_status
+            self._more().abnormal = True
+            self._clean = False
+            return
+        if state is OPEN:
+            self._outcome = "app_closed" if error is None else "app_error"
+        if state is OPEN and error is None and self.quirks.return_leaves_open:
+            # daphne keeps the connection open until the client goes, and never says how.
+            self._more().unknown = _END_UNKNOWN
+        elif state is OPEN:
+            # The app ended without closing: the server closes the connection, with a
+            # close frame of its own or (uvicorn) without any.
+            self._end_by_server(self.quirks.return_close if error is None else self.quirks.error_close)
 
     def closing_for_error(self, message: Mapping[str, Any]) -> None:
         """Record the close that `close_on_error` sends for the app, which raised after accept."""
@@ -491,11 +492,6 @@ class _Tracking:
         """For a rejected handshake: 403 for close-before-accept, or the denial status."""
         rare = self._rare
         return None if rare is None else rare.http_status
-
-    @property
-    def ended(self) -> bool:
-        """Whether the connection has ended (CLOSED or REJECTED)."""
-        return self.state >= CLOSED
 
     @property
     def code(self) -> int | None:
