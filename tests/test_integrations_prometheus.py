@@ -1046,3 +1046,58 @@ def test_the_live_collector_needs_a_directory(tmp_path: Path, monkeypatch: pytes
     collector = LiveMultiProcessCollector(registry, tmp_path)
     assert collector.path == str(tmp_path)
     assert list(registry.collect()) == []
+
+
+# The liveness check behind mark_dead_workers, where the OS answers unusually.
+
+
+def test_a_pid_below_one_is_no_running_process() -> None:
+    from asgi_ws_close.integrations.prometheus import _running
+
+    assert not _running(0) and not _running(-1)
+
+
+def test_a_process_of_another_user_is_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asgi_ws_close.integrations import prometheus
+
+    def kill(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(prometheus.os, "kill", kill)
+    assert prometheus._running(4242)
+
+
+@pytest.mark.parametrize(
+    ("error", "proc_exists", "running"),
+    [
+        pytest.param(FileNotFoundError, True, False, id="gone-since-the-kill"),
+        pytest.param(FileNotFoundError, False, True, id="no-proc-kill-is-all-there-is"),
+        pytest.param(PermissionError, True, True, id="unreadable-stat"),
+    ],
+)
+def test_when_proc_cannot_tell(
+    monkeypatch: pytest.MonkeyPatch, error: type[OSError], proc_exists: bool, running: bool
+) -> None:
+    from asgi_ws_close.integrations import prometheus
+
+    monkeypatch.setattr(prometheus.os, "kill", lambda pid, sig: None)
+
+    def read_text(self: Path, *args: Any, **kwargs: Any) -> str:
+        raise error(2, "no stat")
+
+    monkeypatch.setattr(prometheus.Path, "read_text", read_text)
+    monkeypatch.setattr(prometheus.Path, "exists", lambda self: proc_exists)
+    assert prometheus._running(4242) is running
+
+
+def test_a_gauge_file_another_worker_removed_first_is_no_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asgi_ws_close.integrations import prometheus
+
+    (tmp_path / "gauge_livesum_4242.db").write_bytes(b"")
+    monkeypatch.setattr(prometheus, "_running", lambda pid: False)
+
+    def remove(path: str) -> None:
+        raise FileNotFoundError(2, "gone", path)
+
+    monkeypatch.setattr(prometheus.os, "remove", remove)
+    assert prometheus.mark_dead_workers(tmp_path) == [4242]

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -639,3 +640,44 @@ def test_under_uvicorn_each_error_event_carries_the_connections_record(tmp_path:
     client_closed = next(e for e in _json_lines(events) if e["contexts"][CONTEXT_KEY]["outcome"] == "client_closed")
     assert client_closed["contexts"][CONTEXT_KEY]["reason"] == sanitize_reason(WIRE_REASON)
     assert "\x1b" not in events.read_text(encoding="utf-8")
+
+
+def test_a_close_the_server_could_not_tell_has_the_context_but_no_outcome_tag(sentry: Captured) -> None:
+    # granian reports an empty close frame and a lost connection alike: the outcome is unknown.
+    from asgi_ws_close._servers import SERVERS
+
+    tracker = CloseTracker(quirks=SERVERS["granian"])
+    tracker.receive({"type": "websocket.connect"})
+    tracker.send({"type": "websocket.accept"})
+    tracker.receive({"type": "websocket.disconnect", "code": 1005})
+    context = CloseContext._of(tracker)
+    assert context.outcome is None
+    with sentry_sdk.isolation_scope() as scope:
+        SentryCloseHook(isolated=True)(context, {})
+        assert scope._contexts[CONTEXT_KEY]["outcome"] is None
+        assert TAG_OUTCOME not in scope._tags
+
+
+def test_if_sentrys_private_marker_is_gone_the_scope_is_trusted(
+    sentry: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentry_sdk.integrations import asgi as sentry_asgi
+
+    monkeypatch.setattr(sentry_asgi, "_asgi_middleware_applied", None, raising=False)
+    tracker = CloseTracker()
+    tracker.receive({"type": "websocket.connect"})
+    tracker.send({"type": "websocket.accept"})
+    tracker.receive({"type": "websocket.disconnect", "code": 4001, "reason": "bye"})
+    with sentry_sdk.isolation_scope() as scope:
+        SentryCloseHook()(CloseContext._of(tracker), {})  # isolated=None: trusts the scope now
+        assert scope._contexts[CONTEXT_KEY]["code"] == 4001
+
+
+def test_without_sentry_sdk_the_import_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['sentry_sdk'] = None\n"
+        "try:\n    import asgi_ws_close.integrations.sentry\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert 'pip install "asgi-ws-close[sentry]"' in done.stdout, done.stdout + done.stderr
