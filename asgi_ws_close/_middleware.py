@@ -293,7 +293,8 @@ def _reset(context: _Connection) -> None:
     # The context variable back to what it was before the middleware set it; the token let go
     # of (it holds the task's context).
     token = context._token
-    if token is None:  # reset already
+    if token is None:  # pragma: no cover - defensive: every path resets once (__call__'s
+        # finally, _call_hooks, _finish_hooks), but a second reset must never raise
         return
     context._token = None
     try:

@@ -112,3 +112,9 @@ def test_a_close_after_the_end_changes_nothing() -> None:
     tracker.receive({"type": "websocket.disconnect", "code": 4001, "reason": "bye"})
     tracker._app_close({"type": "websocket.close", "code": 4002}, {"type": "websocket.close", "code": 4002})
     assert (tracker.initiator, tracker.code, tracker.sent) == ("client", 4001, None)
+
+
+def test_a_cancellation_after_an_unread_client_close_is_the_clients_close() -> None:
+    tracker = opened()
+    tracker.app_cancelled(wire=Wire(Close(4003, "gone"), Close(4003, "gone"), True))
+    assert (tracker.outcome, tracker.initiator, tracker.code, tracker.clean) == ("client_closed", "client", 4003, True)
