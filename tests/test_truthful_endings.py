@@ -846,3 +846,19 @@ def test_the_scope_fingerprint_with_both_hypercorn_and_granian_imported(monkeypa
 
     scope: Scope = {"type": "websocket", "asgi": {"version": "3.0", "spec_version": "2.3"}, "extensions": {}}
     assert locate_server(hidden, scope)[0] is GENERIC
+
+
+class _BuiltinLikeSend:
+    """A send that is no bound method of Python code yet has `__self__` (as a method of an
+    extension type has): the server is told by its owner's class."""
+
+    def __init__(self, owner: Any) -> None:
+        self.__self__ = owner
+
+    async def __call__(self, message: Message) -> None:
+        return None
+
+
+def test_a_send_that_is_not_a_python_method_is_told_by_its_owner() -> None:
+    owner = hypercorn_stream(WsprotoState.OPEN, closed=False)
+    assert locate_server(_BuiltinLikeSend(owner), None) == (SERVERS["hypercorn"], owner)
