@@ -19,6 +19,8 @@ from ._record import CloseContext, OnClose
 from ._servers import GENERIC, SERVERS, UNREADABLE, ServerQuirks, Wire, locate_server
 from ._tracker import (
     _ACCEPTED,
+    _CLOSED_BY_APP_EXIT,
+    _CLOSING_BY_APP,
     CLOSED,
     CLOSING,
     CONNECTING,
@@ -26,6 +28,8 @@ from ._tracker import (
     FACT_SLOTS,
     OPEN,
     _close_of,
+    _code_of,
+    _reason_of,
     _Tracking,
 )
 from ._types import ASGIApp, Message, Receive, Scope, Send
@@ -171,19 +175,33 @@ class WebSocketCloseMiddleware:
             await _app_raised(self, context)
             raise
         else:
-            if context._subject is not None:
-                context.app_exited(wire=context.wire())
-            elif context.state < CLOSED:
-                context.app_exited()
-            else:  # it ended before the app returned: app_exited() would record only this
+            if context.state >= CLOSED:
+                # It ended before the app returned: app_exited() would record only this (and
+                # its probe would read nothing: the connection does not look open).
                 context.finished = True
+            elif context._subject is not None:
+                context.app_exited(wire=context.wire())
+            elif context.state is CLOSING and not context.finished:
+                # The app closed, then returned (the common case of an app's close): what
+                # app_exited() records for it, inline. Its close stands.
+                context.state = _CLOSED_BY_APP_EXIT
+                context._ends = (_monotonic(), _wall_clock())
+                context.initiator = "app"
+                context.finished = True
+            else:
+                context.app_exited()
         finally:
             # Let go of the server's objects (see _Connection), inline.
             context._receive = _unattached_receive
             context._send = _unattached_send
             context._subject = None
             if not context._hooks:
-                _reset(context)
+                # _reset(context), inline: a call less.
+                try:
+                    _current.reset(context._token)
+                except (ValueError, RuntimeError):
+                    _set_back(context._token)
+                context._token = None
             elif _call_hooks(context, scope):
                 # An async hook: _call_hooks left the coroutine that awaits it (and runs the
                 # rest, then resets) in the detached _subject slot: no local for it, 8 bytes
@@ -264,7 +282,12 @@ def _call_hooks(context: _Connection, scope: Scope) -> bool:
     except BaseException:
         _reset(context)
         raise
-    _reset(context)
+    # _reset(context), inline (the token is set: this runs once, from __call__): a call less.
+    try:
+        _current.reset(context._token)  # type: ignore[arg-type]
+    except (ValueError, RuntimeError):
+        _set_back(context._token)  # type: ignore[arg-type]
+    context._token = None
     return False
 
 
@@ -300,9 +323,13 @@ def _reset(context: _Connection) -> None:
     try:
         _current.reset(token)
     except (ValueError, RuntimeError):
-        # Not in the context it was set in (the app's coroutine closed from outside its task,
-        # at exit): set back there, as the reset would have in its own context.
-        _current.set(None if token.old_value is _UNSET else token.old_value)
+        _set_back(token)
+
+
+def _set_back(token: Token[CloseContext | None]) -> None:
+    # Not in the context it was set in (the app's coroutine closed from outside its task, at
+    # exit): set the variable back there, as the reset would have in its own context.
+    _current.set(None if token.old_value is _UNSET else token.old_value)
 
 
 # One object per connection, a _Connection, is its tracker, its context (what the scope and
@@ -438,7 +465,17 @@ class _Connection(_Tracking, CloseContext):
         if kind == "websocket.close" and self.state is OPEN and self._policies is None:
             # The app's close: recorded first (servers answer a close with a disconnect that
             # the app may receive before this send returns), then sent.
-            self._closed_by_app(message)
+            # (What _Tracking._app_close records for an open connection, inline: two calls less.)
+            self.state = _CLOSING_BY_APP
+            code = message.get("code")
+            reason = message.get("reason")
+            self._close = (
+                code if type(code) is int else _code_of(message, CloseCode.NORMAL_CLOSURE),
+                reason if type(reason) is str else _reason_of(message),
+            )
+            self.initiator = "app"
+            self._outcome = "app_closed"
+            self.received_then_sent = False
             return self._sending_close(message)
         return self._forward(message, kind)
 

@@ -24,7 +24,7 @@ import functools
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FunctionType, MethodType, ModuleType
 from typing import Any, Literal, NamedTuple
 
@@ -139,6 +139,13 @@ class ServerQuirks:
     probe: Probe | None = None
     reads: str = ""
     facts: str = ""
+    # Derived: a client's close reaches the app as it came, code and reason, and no close of
+    # the server's own looks like one (the tracker's fast path for a disconnect).
+    plain_client_close: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plain = self.drop != "1006 for every client close" and not self.own_closes and self.client_reason
+        object.__setattr__(self, "plain_client_close", plain)
 
 
 #: The ASGI spec, and what most servers do, for a server not in the table.
@@ -496,13 +503,9 @@ def locate_server(send: Callable[..., Any], scope: Mapping[str, Any] | None = No
             # the last method of the class searched, without building the key.)
             if scope is None:
                 return _NOWHERE
-            modules = sys.modules
-            if (
-                "uvicorn" not in modules
-                and "daphne" not in modules
-                and "granian" not in modules
-                and "hypercorn" not in modules
-            ):
+            if len(sys.modules) != _imports.seen:
+                _imports.look()
+            if not _imports.fingerprinted:
                 return _NOWHERE  # no server of the fingerprints is imported (see _by_scope)
             return _by_scope(scope), None
         key: object = (cls, func)
@@ -537,7 +540,28 @@ _opaque: set[object] = set()
 _opaque_methods: dict[type, object] = {}
 _NOWHERE: tuple[ServerQuirks, Any] = (GENERIC, None)
 # The servers whose scopes _by_scope knows, by the module that must be imported.
-_FINGERPRINTED = frozenset({"uvicorn", "daphne", "granian", "hypercorn"})  # also spelled out in locate_server
+_FINGERPRINTED = frozenset({"uvicorn", "daphne", "granian", "hypercorn"})
+
+
+class _Imports:
+    """Whether a server that `_by_scope` can tell is imported, as of a size of `sys.modules`."""
+
+    __slots__ = ("fingerprinted", "seen")
+
+    def __init__(self) -> None:
+        self.seen = -1
+        self.fingerprinted = False
+
+    def look(self) -> None:
+        # Looked again whenever sys.modules has changed size: an import adds to it (a server's
+        # adds dozens of modules), so the answer is never older than the last import; four
+        # lookups saved on every connection whose server only the scope can tell.
+        modules = sys.modules
+        self.seen = len(modules)
+        self.fingerprinted = not modules.keys().isdisjoint(_FINGERPRINTED)
+
+
+_imports = _Imports()
 _OPAQUE_LIMIT = 256
 
 

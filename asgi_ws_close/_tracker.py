@@ -112,6 +112,7 @@ assert all(state < CLOSED or state is REJECTED for state in _AFTER_CLOSE.values(
 _NOT_PLAIN_CODES = frozenset({CloseCode.NO_STATUS_RCVD, CloseCode.ABNORMAL_CLOSURE, *SERVER_GENERATED_CODES})
 _CLOSED_BY_APP_EXIT = TRANSITIONS[CLOSING][_Event.APP_EXIT]
 _CLOSING_BY_APP = TRANSITIONS[OPEN][_Event.CLOSE]
+_CLOSED_BY_DISCONNECT = _AFTER_DISCONNECT[OPEN]
 
 # ASGI spec: a close before accept is answered with HTTP 403 (measured on every server in
 # docs/servers.md). What an app that raises before accept gets is per server.
@@ -700,24 +701,16 @@ class _Tracking:
             # apart (see _PLAIN_CLOSE), on a server that reports it as it came. The same
             # record as the general path below, with fewer questions asked.
             code = message.get("code")
-            quirks = self.quirks
-            if (
-                type(code) is int
-                and code not in _NOT_PLAIN_CODES
-                and quirks.drop != "1006 for every client close"
-                and not quirks.own_closes
-            ):
+            if self.quirks.plain_client_close and type(code) is int and code not in _NOT_PLAIN_CODES:
                 reason = message.get("reason")
                 if type(reason) is not str:
                     reason = _reason_of(message)
-                self.state = _AFTER_DISCONNECT[OPEN]
+                self.state = _CLOSED_BY_DISCONNECT
                 self._ends = (self._clock(), self._wall_clock())
                 self._close = (code, reason)
                 self.initiator = "client"
                 self._outcome = "client_closed"
                 self.received_then_sent = True
-                if not quirks.client_reason:
-                    self._more().unknown = _REASON_UNKNOWN
                 return
         # The table's transition, inline: a disconnect always ends the connection.
         new_state = _AFTER_DISCONNECT.get(state)

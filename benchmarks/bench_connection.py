@@ -62,9 +62,9 @@ OPEN_CONNECTIONS = 2_000
 # Targets (issue 17).
 MAX_TIMES_PASS_THROUGH = 12.0
 #: What quick mode (CI) fails above, per connection: a regression gate at the figures reached
-#: (12.9x client close, 14.0x app close), until the 12x target above holds. Full mode checks
+#: (12.2x client close, 12.9x app close), until the 12x target above holds. Full mode checks
 #: the target itself.
-QUICK_MAX_TIMES_PASS_THROUGH = 14.5
+QUICK_MAX_TIMES_PASS_THROUGH = 13.5
 MAX_BYTES_OVER_PASS_THROUGH = 800.0
 MAX_TRIVIAL_HOOK = 2_000.0
 MAX_LOGGING_FILTERED_OVER_HOOK = 3_000.0
@@ -262,7 +262,10 @@ def instructions_per_connection(names: list[str]) -> dict[str, float]:
             *names,
         ]
         root = Path(__file__).resolve().parent.parent
-        done = subprocess.run(command, cwd=root, capture_output=True, timeout=1_800)
+        # A fixed hash seed: string hashes place dict entries, and so what a lookup costs; with
+        # a random seed the same code reads differently from one run to the next.
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, timeout=1_800)
         if done.returncode != 0:
             raise RuntimeError(f"callgrind run failed:\n{done.stderr.decode(errors='replace')[-4000:]}")
         dumps = sorted(glob.glob(out + ".*"), key=lambda path: int(path.rsplit(".", 1)[1]))
