@@ -662,15 +662,6 @@ class _Tracking:
             self._ends = (self._clock(), self._wall_clock())
         return True
 
-    def _closed_by_app(self, message: Mapping[str, Any]) -> None:
-        # The app's own close of an OPEN connection (the common case, no policy): what
-        # _app_close records for it, with fewer questions asked.
-        self.state = _CLOSING_BY_APP
-        self._close = _app_close_of(message)
-        self.initiator = "app"
-        self._outcome = "app_closed"
-        self.received_then_sent = False
-
     def _app_close(self, message: Mapping[str, Any], requested: Mapping[str, Any]) -> None:
         state = self.state
         new_state = _AFTER_CLOSE.get(state)

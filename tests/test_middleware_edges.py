@@ -32,14 +32,24 @@ async def _open_then_wait(scope: Scope, receive: Receive, send: Send) -> None:
     await receive()  # suspended here when the coroutine is closed
 
 
-def _suspended(hooks: list[Any]) -> tuple[Coroutine[Any, Any, None], Scope]:
+class _ClientCloses:
+    """An awaitable that suspends once, then gives the client's close (a server that says it later)."""
+
+    def __await__(self) -> Generator[None, None, Message]:
+        yield
+        return {"type": "websocket.disconnect", "code": 4001, "reason": "bye"}
+
+
+def _suspended(
+    hooks: list[Any], then: type[_Pending | _ClientCloses] = _Pending
+) -> tuple[Coroutine[Any, Any, None], Scope]:
     """The middleware's coroutine for one connection, stepped until the app waits in receive()."""
     messages: list[Message] = [{"type": "websocket.connect"}]
 
     async def receive() -> Message:
         if messages:
             return messages.pop()
-        return await _Pending()
+        return await then()
 
     async def send(message: Message) -> None:
         return None
@@ -78,6 +88,29 @@ def test_a_coroutine_closed_outside_its_context_sets_the_variable_back_there() -
     coroutine.close()
     assert seen == ["server_shutdown"]
     assert current_close_context() is None
+
+
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_a_connection_resumed_in_another_context_sets_the_variable_back_there(kind: str) -> None:
+    # Stepped in one context, resumed to its end in another (a driver that switches contexts):
+    # the hooks get the record, and the reset, which cannot use its token there, sets the
+    # variable back to what it was in the context that ran the end.
+    seen: list[tuple[str | None, int | None]] = []
+
+    def plain(context: CloseContext, scope: Scope) -> None:
+        seen.append((context.outcome, context.code))
+
+    async def asynchronous(context: CloseContext, scope: Scope) -> None:
+        plain(context, scope)
+
+    started_in = contextvars.copy_context()
+    coroutine, scope = started_in.run(_suspended, [plain if kind == "plain" else asynchronous], _ClientCloses)
+    resumed_in = contextvars.copy_context()
+    with pytest.raises(StopIteration):
+        resumed_in.run(coroutine.send, None)
+    assert seen == [("client_closed", 4001)]
+    assert resumed_in.run(current_close_context) is None
+    assert started_in.run(current_close_context) is scope["asgi_ws_close"]
 
 
 def test_at_exit_an_async_hook_runs_on_a_loop_of_its_own() -> None:
