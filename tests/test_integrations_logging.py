@@ -432,6 +432,18 @@ def test_nothing_is_built_for_a_disabled_level(
     assert caplog.records == []
 
 
+def test_nothing_of_the_record_is_read_when_neither_level_is_enabled(caplog: pytest.LogCaptureFixture) -> None:
+    # The logger is above both levels (as in production at ERROR): the hook returns before it
+    # reads a single fact of the record.
+    class Unread:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"the record's {name} was read")
+
+    with caplog.at_level(logging.ERROR, logger="asgi_ws_close"):
+        log_close(Unread(), _scope())  # type: ignore[arg-type]
+    assert caplog.records == []
+
+
 def test_max_length_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         LogCloseHook(max_length=0)

@@ -123,9 +123,13 @@ class LogCloseHook:
         self.max_length = max_length
 
     def __call__(self, context: CloseContext, scope: Scope) -> None:
-        level = self.clean_level if context.clean and context.error is None else self.abnormal_level
-        # Nothing to build for a level nobody listens to.
-        if not self.logger.isEnabledFor(level):
+        # Nothing to build for a level nobody listens to. Levels are ordered: when the higher of
+        # the two is not enabled, neither is (asked first, it spares reading the record).
+        clean_level, abnormal_level, logger = self.clean_level, self.abnormal_level, self.logger
+        if not logger.isEnabledFor(clean_level if clean_level > abnormal_level else abnormal_level):
+            return
+        level = clean_level if context.clean and context.error is None else abnormal_level
+        if not logger.isEnabledFor(level):
             return
         fields = close_log_fields(context, scope, max_length=self.max_length)
         # A constant template, so that aggregators (Sentry, Loki patterns) group the lines.
