@@ -451,6 +451,37 @@ def test_the_docs_tables_list_every_attribute_and_metric_and_nothing_else() -> N
     assert listed == vocabulary, (sorted(vocabulary - listed), sorted(listed - vocabulary))
 
 
+_TYPE_NAMES = {"int": int, "str": str, "bool": bool}
+
+
+def test_the_readme_table_lists_every_attribute_with_its_type_and_where_it_goes() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Observability\n", 1)[1].split("\n## ", 1)[0]
+    listed: dict[str, tuple[type, str]] = {}
+    for row in (line for line in section.splitlines() if line.startswith("| `")):
+        names, on = (cell.strip() for cell in row.strip("|").split("|"))
+        # "`a` (int)", or "`a` and `b` (int)": each name with the type that follows it.
+        for group, kind in re.findall(r"((?:`[a-z_.]+`(?: and )?)+) \((int|str|bool)", names):
+            for name in re.findall(r"`([a-z_.]+)`", group):
+                listed[name] = (_TYPE_NAMES[kind], on)
+    on_metrics = {name for names in METRIC_ATTRIBUTES.values() for name in names}
+    expected = {
+        name: (
+            kind,
+            {(True, True): "spans and metrics", (True, False): "spans", (False, True): "metrics"}[
+                (name in SPAN_ATTRIBUTES, name in on_metrics)
+            ],
+        )
+        for name, kind in {
+            **SPAN_ATTRIBUTES,
+            **{n: t for names in METRIC_ATTRIBUTES.values() for n, t in names.items()},
+        }.items()
+    }
+    assert listed == expected
+
+
 @pytest.mark.parametrize("http_version", ["1.1", "2", None])
 def test_the_http_version_is_on_the_span_only(telemetry: Telemetry, http_version: str | None) -> None:
     app, _ = _instrumented(telemetry, "echo")
