@@ -143,9 +143,10 @@ class WebSocketCloseMiddleware:
         self._connection = connection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The app's return value is returned too, on every path: servers judge it (uvicorn
+        # closes the connection of an app that returns something).
         if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
+            return await self.app(scope, receive, send)
 
         context = scope.get(SCOPE_KEY)
         if context is not None and isinstance(context, CloseContext):
@@ -153,8 +154,7 @@ class WebSocketCloseMiddleware:
             # it run our hooks after its own, once the connection has ended. Our policies do
             # not apply: the outer instance's own do.
             context._hooks = (*context._hooks, *self.hooks)
-            await self.app(scope, receive, send)
-            return
+            return await self.app(scope, receive, send)
 
         # Few locals, and short expressions: each local, and each slot of the value stack, is
         # 8 bytes of every open connection's frame.
@@ -164,7 +164,9 @@ class WebSocketCloseMiddleware:
         # resetting a variable the task had not set costs less than setting it back.
         context._token = _current.set(context)
         try:
-            await self.app(scope, context.receive_with_tracking, context.send_with_tracking)
+            # (Returned from here, the app's value waits on the value stack while the finally
+            # clause runs: no local for it.)
+            return await self.app(scope, context.receive_with_tracking, context.send_with_tracking)
         except GeneratorExit:
             # The app's coroutine is being closed, not resumed: its event loop is gone (or the
             # process is exiting). Nothing can be awaited now; record the end as the server's.
@@ -174,14 +176,18 @@ class WebSocketCloseMiddleware:
             # (Not bound to a local: _app_raised reads it. A local is 8 bytes of every frame.)
             await _app_raised(self, context)
             raise
-        else:
-            if context.state >= CLOSED:
+        finally:
+            # Not finished: the app returned (the handlers above finish the record whatever
+            # happens in them).
+            if context.finished:
+                pass
+            elif context.state >= CLOSED:
                 # It ended before the app returned: app_exited() would record only this (and
                 # its probe would read nothing: the connection does not look open).
                 context.finished = True
             elif context._subject is not None:
                 context.app_exited(wire=context.wire())
-            elif context.state is CLOSING and not context.finished:
+            elif context.state is CLOSING:
                 # The app closed, then returned (the common case of an app's close): what
                 # app_exited() records for it, inline. Its close stands.
                 context.state = _CLOSED_BY_APP_EXIT
@@ -190,7 +196,6 @@ class WebSocketCloseMiddleware:
                 context.finished = True
             else:
                 context.app_exited()
-        finally:
             # Let go of the server's objects (see _Connection), inline.
             context._receive = _unattached_receive
             context._send = _unattached_send
@@ -254,10 +259,13 @@ async def _app_raised(middleware: WebSocketCloseMiddleware, context: _Connection
     # Called while the exception is handled, before any await: sys.exc_info() is the app's.
     exc = sys.exc_info()[1]
     assert exc is not None
-    if middleware.close_on_error and context.state is OPEN and not _is_cancellation(exc):
-        # (context._send is still the server's send: it is let go of after this.)
-        await _close_for_error(context, context._send)
-    _app_ended(context, exc, context.wire())
+    try:
+        if middleware.close_on_error and context.state is OPEN and not _is_cancellation(exc):
+            # (context._send is still the server's send: it is let go of after this.)
+            await _close_for_error(context, context._send)
+    finally:
+        # Recorded even if that close is interrupted (cancelled while it is sent).
+        _app_ended(context, exc, context.wire())
 
 
 def _call_hooks(context: _Connection, scope: Scope) -> bool:

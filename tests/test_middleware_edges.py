@@ -184,3 +184,65 @@ def test_server_overrides_what_detection_found() -> None:
     connection = _Connection(found, SERVERS["hypercorn"], "1.1", receive, send, ())
     assert connection.server == "hypercorn"
     assert connection._subject is None
+
+
+class _Returned:
+    """What an app returns when it should not (servers judge it: uvicorn closes the connection)."""
+
+
+@pytest.mark.parametrize("life", ["http", "websocket client close", "websocket app close", "nested instance"])
+def test_the_apps_return_value_is_the_middlewares(life: str) -> None:
+    returned = _Returned()
+    inbound: list[Message] = [{"type": "websocket.disconnect", "code": 1000}, {"type": "websocket.connect"}]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> Any:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            if life == "websocket app close":
+                await send({"type": "websocket.close", "code": 1000})
+            else:
+                await receive()
+        return returned
+
+    async def receive() -> Message:
+        return inbound.pop()
+
+    async def send(message: Message) -> None:
+        return None
+
+    middleware: Any = WebSocketCloseMiddleware(app)
+    if life == "nested instance":
+        middleware = WebSocketCloseMiddleware(middleware)
+    scope: Scope = {"type": "http" if life == "http" else "websocket", "path": "/", "headers": []}
+    assert asyncio.run(middleware(scope, receive, send)) is returned
+    if life != "http":
+        context = scope["asgi_ws_close"]
+        assert (context.outcome, context.code, context.error) == (
+            ("app_closed", 1000, None) if life == "websocket app close" else ("client_closed", 1000, None)
+        )
+
+
+def test_a_close_on_error_interrupted_by_cancellation_still_ends_the_record() -> None:
+    # close_on_error sends 1011 for an app that raised; the server's send is cancelled (as at
+    # shutdown): the cancellation propagates, and the record ends as the app's error, not open.
+    error = ValueError("boom")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        raise error
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            raise asyncio.CancelledError
+
+    scope: Scope = {"type": "websocket", "path": "/ws", "headers": []}
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(WebSocketCloseMiddleware(app, close_on_error=True)(scope, receive, send))
+    context = scope["asgi_ws_close"]
+    assert context.finished and context.error is error
+    assert (context.state.name, context.outcome, context.clean) == ("CLOSED", "app_error", False)
