@@ -689,8 +689,9 @@ class _Tracking:
         state = self.state
         if state is OPEN and wire is None:
             # The common case first: a client's close with a code that nothing below treats
-            # apart (see _PLAIN_CLOSE), on a server that reports it as it came. The same
-            # record as the general path below, with fewer questions asked.
+            # apart (not in _NOT_PLAIN_CODES), on a server that reports it as it came
+            # (ServerQuirks.plain_client_close). The same record as the general path below,
+            # with fewer questions asked.
             code = message.get("code")
             if self.quirks.plain_client_close and type(code) is int and code not in _NOT_PLAIN_CODES:
                 reason = message.get("reason")
