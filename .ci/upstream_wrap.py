@@ -3,9 +3,9 @@
 Every app those suites drive is wrapped in `WebSocketCloseMiddleware`, outermost, with an
 ``on_close`` hook that builds the whole record (``to_dict()``, ``snapshot()``, ``str()``):
 Starlette's through its ``TestClient``'s transport, uvicorn's after ``Config.load()`` (past
-uvicorn's own wrappers). A test fails if a hook raised; the summary line says how many
-WebSocket connections ran and how many records their hooks got, which must be equal. The
-suites' own assertions do the rest: the middleware must change nothing they can see.
+uvicorn's own wrappers). A test fails if a hook raised, or if its WebSocket connections did
+not get one record each; the summary line gives the totals (every xdist worker's). The suites'
+own assertions do the rest: the middleware must change nothing they can see.
 """
 
 from __future__ import annotations
@@ -86,6 +86,18 @@ def _every_record_built() -> Iterator[None]:
     # record each.
     assert len(_records) == _totals["connections"] - before, (_records, _totals["connections"] - before)
     _totals["records"] += len(_records)
+
+
+def pytest_sessionfinish(session: Any) -> None:
+    # Under pytest-xdist, each worker hands its totals to the controller (pytest_testnodedown).
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["asgi_ws_close"] = dict(_totals)
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    for name, count in getattr(node, "workeroutput", {}).get("asgi_ws_close", {}).items():
+        _totals[name] += count
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
