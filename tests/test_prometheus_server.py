@@ -51,7 +51,7 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,27 +227,40 @@ def _gauge(prometheus: Prometheus) -> float | None:
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("kind", ["uvicorn", "gunicorn"])
 def test_a_dead_worker_leaves_the_gauge_and_keeps_its_closes(kind: ServerKind, tmp_path: Path) -> None:
-    binary = _prometheus()
     _server_packages(kind)
+    _scraped(kind, tmp_path, WORKERS, _scenario)
+
+
+def _scraped(
+    kind: ServerKind,
+    tmp_path: Path,
+    workers: int | None,
+    scenario: Callable[[Deployment, Prometheus], Coroutine[Any, Any, None]],
+) -> None:
+    # The deployment, a Prometheus scraping it, and the scenario; a failure says what both logged.
+    binary = _prometheus()
     with (
-        run_deployment(kind, tmp_path / kind, workers=WORKERS) as deployment,
+        run_deployment(kind, tmp_path / kind, workers=workers) as deployment,
         run_prometheus(binary, tmp_path / "prometheus", {kind: deployment.port}) as prometheus,
     ):
         try:
-            asyncio.run(_scenario(deployment, prometheus))
+            asyncio.run(scenario(deployment, prometheus))
         except BaseException as exc:
             exc.add_note(f"{deployment.describe()}\n{prometheus.describe()}")
             raise
 
 
-async def _scenario(deployment: Deployment, prometheus: Prometheus) -> None:
-    port = deployment.port
-
+async def _metrics_answers(port: int) -> None:
     # /metrics itself answers, no redirect.
     status, headers, body = await asyncio.to_thread(http_get, port, "/metrics")
     assert status == 200 and "location" not in headers, (status, headers)
     assert headers["content-type"].startswith("text/plain;"), headers
     assert f"# TYPE {ACTIVE} gauge" in body.decode()
+
+
+async def _scenario(deployment: Deployment, prometheus: Prometheus) -> None:
+    port = deployment.port
+    await _metrics_answers(port)
 
     # 1. The mix, then held connections.
     recorded = await _drive(port, PHASE_1, seed=1)
@@ -303,37 +316,19 @@ async def _scenario(deployment: Deployment, prometheus: Prometheus) -> None:
         for ws in connections:
             await asyncio.wait_for(ws.close(1000), CLIENT_TIMEOUT)
     final = _expected(PHASE_1, PHASE_2, {"client_1000": survivors_held})
-    await _until(
-        prometheus,
-        "the whole mix's counts and the gauge at 0",
-        lambda: ((c := _counts(prometheus), g := _gauge(prometheus)), (c, g) == (final, 0.0)),
-        SETTLE_TIMEOUT,
-    )
-    await asyncio.to_thread(_check_final, prometheus, final)
-    await asyncio.to_thread(check_dashboard, prometheus, final)
+    await _ends_with(prometheus, final)
 
 
 @pytest.mark.server
 @pytest.mark.timeout(120)
 def test_one_process_with_no_configuration(tmp_path: Path) -> None:
     # `uvicorn myapp:app`, no --workers, no PROMETHEUS_MULTIPROC_DIR: the recipe as it is.
-    binary = _prometheus()
-    with (
-        run_deployment("uvicorn", tmp_path / "uvicorn", workers=None) as deployment,
-        run_prometheus(binary, tmp_path / "prometheus", {"uvicorn": deployment.port}) as prometheus,
-    ):
-        try:
-            asyncio.run(_one_process(deployment, prometheus))
-        except BaseException as exc:
-            exc.add_note(f"{deployment.describe()}\n{prometheus.describe()}")
-            raise
+    _scraped("uvicorn", tmp_path, None, _one_process)
 
 
 async def _one_process(deployment: Deployment, prometheus: Prometheus) -> None:
     port = deployment.port
-    status, headers, body = await asyncio.to_thread(http_get, port, "/metrics")
-    assert status == 200 and "location" not in headers, (status, headers)
-    assert f"# TYPE {ACTIVE} gauge" in body.decode()
+    await _metrics_answers(port)
     # Twice the mix, with a scrape between: rate() sees every series increase, as on a live
     # server (a series' first sample is its start, not an increase).
     recorded = await _drive(port, PHASE_2, seed=3)
@@ -355,6 +350,12 @@ async def _one_process(deployment: Deployment, prometheus: Prometheus) -> None:
     for ws in held:
         await asyncio.wait_for(ws.close(1000), CLIENT_TIMEOUT)
     final = _expected(PHASE_2, PHASE_2, {"client_1000": len(held)})
+    await _ends_with(prometheus, final)
+
+
+async def _ends_with(prometheus: Prometheus, final: Mapping[tuple[str, ...], float]) -> None:
+    # Every connection closed: the counts settle at the whole mix's, the gauge at 0; then every
+    # count by label, and the dashboard's queries, against them.
     await _until(
         prometheus,
         "the whole mix's counts and the gauge at 0",
